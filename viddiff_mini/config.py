@@ -1,0 +1,125 @@
+"""Training configuration: one plain dataclass and three named presets.
+
+    cfg = get_preset("tiny")                  # seconds on 2 CPU cores (tests)
+    cfg = get_preset("cpu", max_steps=500)    # overrides by keyword
+    cfg = get_preset("auto")                  # "gpu" when CUDA is present, else "cpu"
+
+Every field is a plain value so a config round-trips through JSON (it is stored in each
+checkpoint and in ``RUN/config.json``; a resumed run must match it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "custom"
+    # ---- data --------------------------------------------------------------------------
+    data: str = "shapes"            # "shapes" | "ucf101:PATH" | "folder:PATH"
+    fold: int = 1                   # UCF-101-style split 1..3 (train groups only are used)
+    num_classes: int = 101          # first K classes of the data set (a subset trains faster)
+    frames: int = 16
+    size: int = 64
+    num_workers: int = 0            # DataLoader workers for real video (shapes render in-process)
+    # ---- model -------------------------------------------------------------------------
+    model: str = "unet3d"           # a name in viddiff_mini.models.registry
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    conditions: list[str] = field(default_factory=lambda: ["label"])
+    cond_drop: float = 0.1          # condition dropout, so one model also learns p(x) for CFG
+    # ---- diffusion ---------------------------------------------------------------------
+    schedule: str = "cosine"        # "cosine" | "linear" | "flow"
+    objective: str = "v"            # "eps" | "v" | "flow"
+    temporal_loss: str = "none"     # a name in analysis.consistency.TEMPORAL_LOSSES
+    temporal_weight: float = 0.0
+    # ---- optimisation ------------------------------------------------------------------
+    batch_size: int = 8             # global batch (split across DDP ranks)
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    max_steps: int = 1000
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    ema_start: int = 0              # steps before the EMA starts tracking (EMA = weights before)
+    # ---- speed -------------------------------------------------------------------------
+    amp: bool = True                # bf16 autocast on CUDA (ignored on CPU: fp32 there)
+    compile: bool = False           # torch.compile the model (CUDA only)
+    grad_checkpoint: bool = False
+    # ---- logging / checkpoints / samples -----------------------------------------------
+    log_every: int = 10
+    ckpt_every: int = 200
+    sample_every: int = 0           # 0 = only at the end
+    sample_n: int = 8
+    sample_steps: int = 50
+    sampler: str = "ddim"
+    guidance: float = 2.0           # classifier-free guidance scale for the run's samples
+    time_limit_min: float = 0.0     # > 0: stop (with a checkpoint) after this many minutes
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"config: unknown field(s) {unknown}; valid fields: {sorted(names)}")
+        return cls(**d)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # tests: a few seconds on 2 CPU cores
+    "tiny": dict(
+        num_classes=4, frames=8, size=16, batch_size=4, max_steps=30, warmup_steps=5,
+        lr=1e-3, ema_decay=0.9, log_every=5, ckpt_every=10, sample_n=4, sample_steps=8,
+        model_kwargs=dict(base_channels=16, channel_mults=(1, 2), attn_levels=(1,), heads=2),
+    ),
+    # an evening on a laptop: a class subset at 16x32x32
+    "cpu": dict(
+        num_classes=10, frames=16, size=32, batch_size=16, max_steps=6000, warmup_steps=200,
+        lr=4e-4, ema_decay=0.999, log_every=25, ckpt_every=250, sample_every=1000,
+        sample_n=10, sample_steps=50,
+        model_kwargs=dict(base_channels=32, channel_mults=(1, 2, 2), attn_levels=(1, 2), heads=4),
+    ),
+    # one H100: all 101 classes, 16x64x64, class-conditional with CFG
+    "gpu": dict(
+        num_classes=101, frames=16, size=64, batch_size=64, max_steps=30000, warmup_steps=500,
+        lr=3e-4, ema_decay=0.9995, log_every=100, ckpt_every=2000, sample_every=5000,
+        sample_n=16, sample_steps=50, compile=True,
+        model_kwargs=dict(base_channels=128, channel_mults=(1, 2, 2, 2), attn_levels=(2, 3),
+                          heads=8),
+    ),
+}
+
+
+def get_preset(name: str, **overrides: Any) -> TrainConfig:
+    """The named preset with keyword overrides; ``"auto"`` = ``gpu`` with CUDA, else ``cpu``."""
+    if name == "auto":
+        name = "gpu" if torch.cuda.is_available() else "cpu"
+    if name not in PRESETS:
+        raise ValueError(f"preset: unknown preset {name!r}; valid presets: "
+                         f"{', '.join([*PRESETS, 'auto'])}")
+    values = dict(PRESETS[name])
+    values["model_kwargs"] = dict(values.get("model_kwargs", {}))
+    values.update(overrides)
+    return TrainConfig(preset=name, **values)
+
+
+def parse_data_spec(spec: str) -> tuple[str, str | None]:
+    """``"shapes"`` -> ("shapes", None); ``"ucf101:/data/UCF"`` -> ("ucf101", "/data/UCF")."""
+    kind, _, path = spec.partition(":")
+    valid = "shapes | ucf101:PATH | folder:PATH"
+    if kind == "shapes" and not path:
+        return "shapes", None
+    if kind in ("ucf101", "folder"):
+        if not path:
+            raise ValueError(f"--data {spec!r}: {kind} needs a path, e.g. {kind}:/data/videos "
+                             f"(valid: {valid})")
+        return kind, path
+    raise ValueError(f"--data {spec!r}: unknown data spec; valid: {valid}")
