@@ -1,0 +1,79 @@
+import pytest
+import torch
+from einops import rearrange
+
+from viddiff_mini.nn.conv3d import CONV_KINDS, build_conv, conv_cost, r2plus1d_width, zero_init_
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+@pytest.mark.parametrize("kind", CONV_KINDS)
+def test_shapes(kind):
+    conv = build_conv(kind, 5, 7)
+    assert conv.kind == kind
+    assert conv(torch.randn(2, 5, 4, 6, 8)).shape == (2, 7, 4, 6, 8)
+    assert conv.__doc__ and "arameters" in type(conv).__doc__
+
+
+def test_unknown_kind_lists_kinds():
+    with pytest.raises(ValueError, match="2plus1d"):
+        build_conv("conv4d", 3, 3)
+
+
+@pytest.mark.parametrize("c_in,c_out", [(16, 16), (32, 64), (64, 64), (3, 32)])
+def test_2plus1d_matches_full3d_params(c_in, c_out):
+    full = n_params(build_conv("full3d", c_in, c_out))
+    fact = n_params(build_conv("2plus1d", c_in, c_out))
+    assert abs(fact - full) / full < 0.02
+
+
+def test_r2plus1d_width_formula():
+    # M = floor(27 * 64 * 64 / (9 * 64 + 3 * 64)) = 144
+    assert r2plus1d_width(64, 64) == 144
+    assert build_conv("2plus1d", 64, 64).mid == 144
+    assert build_conv("2plus1d_plain", 64, 32).mid == 32
+
+
+def test_plain_and_pseudo_param_formula():
+    k, ci, co = 3, 8, 12
+    expected = k * k * ci * co + k * co * co + 2 * co
+    assert n_params(build_conv("2plus1d_plain", ci, co)) == expected
+    assert n_params(build_conv("pseudo3d", ci, co)) == expected
+    cost = conv_cost("full3d", ci, co, shape=(2, 3, 3))
+    assert cost["macs"] == 27 * ci * co * 18
+
+
+def test_pseudo3d_is_per_frame_2d_conv_at_init():
+    conv = build_conv("pseudo3d", 4, 6)
+    x = torch.randn(2, 4, 5, 7, 7)
+    per_frame = conv.spatial(rearrange(x, "b c t h w -> (b t) c h w"))
+    expected = rearrange(per_frame, "(b t) c h w -> b c t h w", b=2)
+    assert torch.allclose(conv(x), expected, atol=1e-6)
+    assert conv(x[:, :, 0]).shape == (2, 6, 7, 7)  # 4-D input: image path
+
+
+def test_temporal_mixing():
+    # full3d and 2plus1d mix frames; changing frame 0 changes frame 1's output
+    for kind in CONV_KINDS:
+        torch.manual_seed(0)
+        conv = build_conv(kind, 3, 3)
+        if kind == "pseudo3d":
+            torch.nn.init.normal_(conv.temporal.weight)
+        x = torch.randn(1, 3, 4, 5, 5)
+        y = x.clone()
+        y[:, :, 0] += 1
+        d = (conv(x) - conv(y)).abs().amax(dim=(0, 1, 3, 4))
+        assert d[1] > 0 and d[3] == 0  # kernel 3: only the neighbour frame is affected
+
+
+@pytest.mark.parametrize("kind", CONV_KINDS)
+def test_zero_init(kind):
+    conv = zero_init_(build_conv(kind, 3, 4))
+    assert torch.equal(conv(torch.randn(1, 3, 2, 4, 4)), torch.zeros(1, 4, 2, 4, 4))
+
+
+def test_bad_kernel():
+    with pytest.raises(ValueError, match="kernel"):
+        build_conv("full3d", 3, 3, kernel=2)

@@ -1,0 +1,113 @@
+"""``check("11.1.1a")``: run one exercise's graded tests and show the grade table inline.
+
+The tests run in a subprocess (``python -m pytest tests/exercises --exercise 11.1.1a``), so
+a crash or an endless loop in the answer never takes the notebook kernel down, and every
+run sees the file as it is on disk now.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .answers import exercise_tests_dir, repo_root, resolve_answers_dir
+from .report import format_table, html_table
+
+
+@dataclass
+class CheckResult:
+    """What ``check`` found: points and the per-exercise summary rows."""
+
+    exercise: str
+    earned: float = 0.0
+    possible: float = 0.0
+    summary: dict = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def all_passed(self) -> bool:
+        """True when every *public* test of this run passed."""
+        return not self.error and self.possible > 0 and self.earned == self.possible
+
+    def text(self) -> str:
+        return self.error or format_table(self.summary)
+
+    def html(self) -> str:
+        if self.error:
+            import html as _html
+            return f"<pre>{_html.escape(self.error)}</pre>"
+        return html_table(self.summary)
+
+    def __repr__(self) -> str:
+        return f"CheckResult({self.exercise!r}: {self.earned:g}/{self.possible:g} points)"
+
+
+def _in_jupyter() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    return ip is not None and hasattr(ip, "kernel")
+
+
+def _show(result: CheckResult) -> None:
+    if _in_jupyter():
+        from IPython.display import HTML, display
+        display(HTML(result.html()))
+    else:
+        print(result.text())
+
+
+def check(exercise: str, answers: str | os.PathLike | None = None, *, timeout: float = 600,
+          per_test_timeout: float = 120, show: bool = True,
+          tests: str | os.PathLike | None = None) -> CheckResult:
+    """Run the graded tests of ``exercise`` (e.g. ``"11.1.1a"``, or ``"11.1"`` for a section)
+    on the current answers and show the grade table (HTML in Jupyter, text elsewhere).
+
+    ``answers``: ``"stubs"``, ``"solutions"`` or a folder; default ``$VIDDIFF_ANSWERS``
+    or your stubs in ``lessons/exercises``. Returns a :class:`CheckResult`.
+    """
+    if not isinstance(exercise, str) or not exercise.strip():
+        raise ValueError(f"exercise: expected an id such as '11.1.1a', got {exercise!r}")
+    folder = resolve_answers_dir(answers)
+    tests_dir = Path(tests) if tests is not None else exercise_tests_dir()
+    if not tests_dir.is_dir():
+        raise FileNotFoundError(f"tests: graded tests folder {tests_dir} not found")
+    with tempfile.TemporaryDirectory(prefix="viddiff_check_") as tmp:
+        report = Path(tmp) / "grade.json"
+        cmd = [sys.executable, "-m", "pytest", str(tests_dir), "-q", "-p", "no:cacheprovider",
+               "--rootdir", str(repo_root()), "--answers", str(folder),
+               "--exercise", exercise, "--grade-json", str(report),
+               "--per-test-timeout", str(per_test_timeout)]
+        env = dict(os.environ, VIDDIFF_ANSWERS=str(folder))
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                  env=env, cwd=tmp)
+        except subprocess.TimeoutExpired:
+            result = CheckResult(exercise, error=f"check({exercise!r}): the tests did not finish "
+                                                 f"within {timeout:g}s (an endless loop?)")
+        else:
+            if report.is_file():
+                data = json.loads(report.read_text())
+                result = CheckResult(exercise, data["earned"], data["possible"],
+                                     {"exercises": data["exercises"], "earned": data["earned"],
+                                      "possible": data["possible"],
+                                      "hidden_included": any(t["hidden"] for t in data["tests"])})
+                if not data["exercises"]:
+                    result.error = f"check({exercise!r}): no graded tests for this exercise"
+            elif proc.returncode == 5:
+                result = CheckResult(exercise, error=f"check({exercise!r}): no graded tests found "
+                                                     f"for this exercise in {tests_dir}")
+            else:
+                tail = (proc.stdout + proc.stderr)[-3000:]
+                result = CheckResult(exercise, error=f"check({exercise!r}): pytest failed "
+                                                     f"(exit code {proc.returncode}):\n{tail}")
+    if show:
+        _show(result)
+    return result

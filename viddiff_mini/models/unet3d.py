@@ -1,0 +1,354 @@
+"""Section 11.2.1-11.2.3: a 3-D U-Net whose conv, attention and propagation are arguments.
+
+Layout (``channel_mults=(1, 2, 2)``, ``num_res_blocks=1``)::
+
+    x (b, c, t, h, w) [+ concat maps] -> in_conv
+    down: level 0: Stage(base)          -> Downsample (h, w halved; t too if temporal_downsample)
+          level 1: Stage(2 base)        -> Downsample
+          level 2: Stage(2 base)
+    mid:  ResBlock, attention, cross-attention, temporal, ResBlock
+    up:   mirror, num_res_blocks + 1 stages per level, each eating one skip connection
+    out:  GroupNorm-SiLU-conv (zero-init) -> (b, out_channels, t, h, w)
+
+A Stage is ``ResBlock`` (FiLM from the time + condition embedding) -> [space-time
+attention from :func:`build_attention`, cross-attention to ``cond["context"]``] at levels
+in ``attn_levels`` -> temporal layer from :func:`build_temporal`. Every residual branch
+(second conv of a ResBlock, attention and cross-attention output projections, temporal
+layers, the output conv) starts at zero / identity, so the untrained network outputs 0
+and each block starts as the identity.
+
+Conditioning (``cond`` dict; CONTRACTS "Models"): ``label`` + ``label_keep`` (needs
+``num_classes``), ``context`` (b, n, context_dim) + ``context_mask`` (b, n) + ``context_keep``
+(needs ``context_dim``), ``concat`` (b, concat_channels, t, h, w) + ``concat_keep`` (needs
+``concat_channels``), ``vector`` (b, vector_dim) + ``vector_keep`` (needs ``vector_dim``).
+A condition the model was built for but that is absent from ``cond`` counts as dropped
+(null label / null vector / null context token / zero maps): that is the unconditional
+branch of classifier-free guidance.
+
+Image path: a 4-D input ``(b, c, h, w)`` runs as a one-frame clip with every temporal layer
+skipped (temporal attention on one frame is skipped too), and returns ``(b, c_out, h, w)``:
+one network co-trains on images and videos (Make-A-Video, VDM).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import rearrange
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint as grad_checkpoint
+
+from ..nn.attention import CrossAttention, build_attention
+from ..nn.conv3d import build_conv, zero_init_
+from ..nn.embeddings import LabelEmbedding, TimestepMLP, VectorEmbedding
+from ..nn.propagation import build_temporal
+from .registry import register_model
+
+_COND_ARGS = {"label": "num_classes", "context": "context_dim", "concat": "concat_channels",
+              "vector": "vector_dim"}
+_COND_KEYS = ("label", "label_keep", "context", "context_mask", "context_keep", "concat",
+              "concat_keep", "vector", "vector_keep")
+
+
+def _norm(c: int) -> nn.GroupNorm:
+    # GroupNorm over (c/g, t, h, w): statistics shared by all frames of a clip, which
+    # keeps per-frame brightness consistent (a per-frame norm would let it drift).
+    return nn.GroupNorm(math.gcd(32, c), c)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv, FiLM by the embedding, GroupNorm-SiLU-dropout-conv (zero), skip.
+
+    ``forward(x (b, c_in, t, h, w), emb (b, emb_dim)) -> (b, c_out, t, h, w)``.
+    FiLM: ``h = norm(h) * (1 + scale) + shift`` with ``(scale, shift) = Linear(SiLU(emb))``.
+    """
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, conv: str = "2plus1d",
+                 dropout: float = 0.0):
+        super().__init__()
+        self.norm1 = _norm(c_in)
+        self.conv1 = build_conv(conv, c_in, c_out)
+        self.emb = nn.Linear(emb_dim, 2 * c_out)
+        self.norm2 = _norm(c_out)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = zero_init_(build_conv(conv, c_out, c_out))
+        self.skip = nn.Conv3d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = rearrange(self.emb(F.silu(emb)), "b (two c) -> two b c 1 1 1", two=2)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
+        return self.skip(x) + h
+
+
+class Stage(nn.Module):
+    """ResBlock -> [attention, cross-attention] -> temporal layer (one checkpointable unit)."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, *, conv: str, attention: str | None,
+                 temporal: str, heads: int, context_dim: int | None, dropout: float,
+                 attention_opts: dict, temporal_opts: dict):
+        super().__init__()
+        self.res = ResBlock(c_in, c_out, emb_dim, conv, dropout)
+        self.attn = (build_attention(attention, c_out, heads, **attention_opts)
+                     if attention is not None else None)
+        self.cross = (CrossAttention(c_out, context_dim, heads)
+                      if attention is not None and context_dim else None)
+        self.temporal = build_temporal(temporal, c_out, heads, **temporal_opts)
+
+    def forward(self, h, emb, context=None, context_mask=None, context_keep=None,
+                video: bool = True):
+        h = self.res(h, emb)
+        if self.attn is not None:
+            h = self.attn(h)
+        if self.cross is not None:
+            h = self.cross(h, context, context_mask, context_keep)
+        if video:  # the image path has no time axis to propagate along
+            h = self.temporal(h)
+        return h
+
+
+class Downsample(nn.Module):
+    """Strided conv: (b, c, t, h, w) -> (b, c, t, h/2, w/2), or t/2 too when ``temporal``."""
+
+    def __init__(self, c: int, temporal: bool = False):
+        super().__init__()
+        self.temporal = temporal
+        if temporal:
+            self.conv = nn.Conv3d(c, c, 3, stride=2, padding=1)
+        else:
+            self.conv = nn.Conv3d(c, c, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Nearest upsampling (x2 in h, w; and t when ``temporal``) then a conv."""
+
+    def __init__(self, c: int, temporal: bool = False):
+        super().__init__()
+        self.scale = (2, 2, 2) if temporal else (1, 2, 2)
+        k = (3, 3, 3) if temporal else (1, 3, 3)
+        self.conv = nn.Conv3d(c, c, k, padding=tuple(i // 2 for i in k))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=self.scale, mode="nearest"))
+
+
+@register_model("unet3d")
+class UNet3D(nn.Module):
+    """3-D U-Net for video diffusion; every architectural choice is a named argument.
+
+    Args:
+        in_channels / out_channels: video channels (out defaults to in).
+        base_channels, channel_mults: width per level is ``base_channels * mult``.
+        num_res_blocks: Stages per level on the way down (``+1`` on the way up).
+        attn_levels: level indices (0 = full resolution) that get space-time attention
+            (and cross-attention when ``context_dim``); the middle block always has them
+            unless ``attention="none"``.
+        heads: attention heads; must divide every level's width.
+        conv: ``"full3d" | "2plus1d" | "2plus1d_plain" | "pseudo3d"`` (nn/conv3d.py).
+        attention: ``"divided" | "full" | "window" | "sparse" | "spatial" | "temporal" |
+            "none"`` (nn/attention.py); ``attention_opts`` (e.g. ``{"window": (2, 4, 4)}``,
+            ``{"causal": True}``) are passed to it.
+        temporal: ``"attention" | "recurrent" | "bidirectional" | "shift" | "conv" | "none"``
+            (nn/propagation.py), after every ResBlock; ``temporal_opts`` passed to it.
+        num_classes, context_dim, concat_channels, vector_dim: enable the conditioning keys.
+        dropout: inside ResBlocks.
+        checkpoint: gradient checkpointing of every Stage in training (memory for compute).
+        temporal_downsample: also halve t at each downsampling (t must be divisible by
+            ``2 ** (len(channel_mults) - 1)``).
+
+    ``forward(x (b, c, t, h, w) or (b, c, h, w), t (b,) or scalar in [0, 1], cond=None)``.
+    """
+
+    def __init__(self, in_channels: int = 3, out_channels: int | None = None,
+                 base_channels: int = 64, channel_mults=(1, 2, 2), num_res_blocks: int = 1,
+                 attn_levels=(1, 2), heads: int = 4, conv: str = "2plus1d",
+                 attention: str = "divided", temporal: str = "attention",
+                 num_classes: int | None = None, context_dim: int | None = None,
+                 concat_channels: int = 0, vector_dim: int | None = None,
+                 dropout: float = 0.0, checkpoint: bool = False,
+                 temporal_downsample: bool = False, attention_opts: dict | None = None,
+                 temporal_opts: dict | None = None):
+        super().__init__()
+        channel_mults = tuple(channel_mults)
+        attn_levels = tuple(attn_levels)
+        if not channel_mults:
+            raise ValueError("channel_mults: expected at least one level, got ()")
+        bad = [lv for lv in attn_levels if not 0 <= lv < len(channel_mults)]
+        if bad:
+            raise ValueError(f"attn_levels: levels {bad} out of range for "
+                             f"channel_mults={channel_mults} (levels 0..{len(channel_mults) - 1})")
+        self.config = dict(in_channels=in_channels, out_channels=out_channels,
+                           base_channels=base_channels, channel_mults=channel_mults,
+                           num_res_blocks=num_res_blocks, attn_levels=attn_levels, heads=heads,
+                           conv=conv, attention=attention, temporal=temporal,
+                           num_classes=num_classes, context_dim=context_dim,
+                           concat_channels=concat_channels, vector_dim=vector_dim,
+                           dropout=dropout, checkpoint=checkpoint,
+                           temporal_downsample=temporal_downsample,
+                           attention_opts=attention_opts, temporal_opts=temporal_opts)
+        self.in_channels = in_channels
+        self.out_channels = out_channels or in_channels
+        self.num_classes, self.context_dim = num_classes, context_dim
+        self.concat_channels, self.vector_dim = concat_channels, vector_dim
+        self.checkpoint = checkpoint
+        self.temporal_downsample = temporal_downsample
+        self.levels = len(channel_mults)
+
+        emb_dim = 4 * base_channels
+        self.time_embed = TimestepMLP(emb_dim, freq_dim=max(32, base_channels))
+        self.label_embed = LabelEmbedding(num_classes, emb_dim) if num_classes else None
+        self.vector_embed = VectorEmbedding(vector_dim, emb_dim) if vector_dim else None
+
+        stage = dict(conv=conv, temporal=temporal, heads=heads, context_dim=context_dim,
+                     dropout=dropout, attention_opts=dict(attention_opts or {}),
+                     temporal_opts=dict(temporal_opts or {}))
+        attn_kind = None if attention == "none" else attention
+        if attention == "none":  # still validate the kind's options
+            build_attention("none", base_channels, heads, **stage["attention_opts"])
+
+        self.in_conv = build_conv(conv, in_channels + concat_channels, base_channels)
+        self.down = nn.ModuleList()
+        skips, ch = [base_channels], base_channels
+        for level, mult in enumerate(channel_mults):
+            for _ in range(num_res_blocks):
+                self.down.append(Stage(ch, base_channels * mult, emb_dim,
+                                       attention=attn_kind if level in attn_levels else None,
+                                       **stage))
+                ch = base_channels * mult
+                skips.append(ch)
+            if level != self.levels - 1:
+                self.down.append(Downsample(ch, temporal_downsample))
+                skips.append(ch)
+
+        self.mid = Stage(ch, ch, emb_dim, attention=attn_kind, **stage)
+        self.mid_res = ResBlock(ch, ch, emb_dim, conv, dropout)
+
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(channel_mults))):
+            for _ in range(num_res_blocks + 1):
+                self.up.append(Stage(ch + skips.pop(), base_channels * mult, emb_dim,
+                                     attention=attn_kind if level in attn_levels else None,
+                                     **stage))
+                ch = base_channels * mult
+            if level != 0:
+                self.up.append(Upsample(ch, temporal_downsample))
+
+        self.out_norm = _norm(ch)
+        self.out_conv = zero_init_(build_conv(conv, ch, self.out_channels))
+
+    # ------------------------------------------------------------------ helpers
+    def num_params(self, trainable_only: bool = False) -> int:
+        """Number of parameters (all, or only those with ``requires_grad``)."""
+        return sum(p.numel() for p in self.parameters()
+                   if p.requires_grad or not trainable_only)
+
+    def _time(self, t, b: int, device) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=torch.float32, device=device)
+        if t.numel() == 1:
+            return t.reshape(1).expand(b)
+        if t.numel() != b:
+            raise ValueError(f"t: expected shape ({b},) or a scalar, got {tuple(t.shape)}")
+        return t.reshape(b)
+
+    def _check_cond(self, cond: dict) -> dict:
+        if not isinstance(cond, dict):
+            raise TypeError(f"cond: expected a dict of condition tensors, got {type(cond).__name__}")
+        for key, value in cond.items():
+            if key not in _COND_KEYS:
+                raise ValueError(f"cond[{key!r}]: unknown condition key; UNet3D understands "
+                                 f"{list(_COND_KEYS)} (encode text etc. into 'context' first)")
+            base = key.split("_")[0]
+            arg = _COND_ARGS[base]
+            if value is not None and not getattr(self, arg):
+                raise ValueError(f"cond[{key!r}] given but this UNet3D was built without "
+                                 f"{arg}; construct it with {arg}=... to use {base!r}")
+        return {k: v for k, v in cond.items() if v is not None}
+
+    def _concat(self, x, cond, video: bool) -> torch.Tensor:
+        b, _, t, h, w = x.shape
+        maps = cond.get("concat")
+        if maps is None:
+            return torch.cat([x, x.new_zeros(b, self.concat_channels, t, h, w)], dim=1)
+        if not video and maps.ndim == 4:
+            maps = maps[:, :, None]
+        if maps.shape != (b, self.concat_channels, t, h, w):
+            raise ValueError(f"cond['concat']: expected shape "
+                             f"{(b, self.concat_channels, t, h, w)} (concat_channels="
+                             f"{self.concat_channels}), got {tuple(maps.shape)}")
+        keep = cond.get("concat_keep")
+        if keep is not None:
+            maps = maps * keep.to(maps.dtype)[:, None, None, None, None]  # dropped = zeros
+        return torch.cat([x, maps.to(x.dtype)], dim=1)
+
+    def _context(self, cond: dict, b: int, device):
+        if not self.context_dim:
+            return None, None, None
+        ctx = cond.get("context")
+        if ctx is None:  # no context: rows see only the null token (unconditional)
+            ctx = torch.zeros(b, 0, self.context_dim, device=device)
+        if ctx.ndim != 3 or ctx.shape[0] != b or ctx.shape[2] != self.context_dim:
+            raise ValueError(f"cond['context']: expected shape ({b}, n, {self.context_dim}) "
+                             f"(context_dim={self.context_dim}), got {tuple(ctx.shape)}")
+        mask = cond.get("context_mask")
+        if mask is not None and tuple(mask.shape) != tuple(ctx.shape[:2]):
+            raise ValueError(f"cond['context_mask']: expected shape {tuple(ctx.shape[:2])}, "
+                             f"got {tuple(mask.shape)}")
+        return ctx, mask, cond.get("context_keep")
+
+    def _run(self, stage: Stage, h, emb, ctx, video):
+        if self.checkpoint and self.training and torch.is_grad_enabled():
+            return grad_checkpoint(stage, h, emb, *ctx, video, use_reentrant=False)
+        return stage(h, emb, *ctx, video)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor, t, cond: dict | None = None) -> torch.Tensor:
+        """x: (b, c, t, h, w) video or (b, c, h, w) image; t: (b,) / scalar in [0, 1].
+
+        Returns (b, out_channels, t, h, w) (or (b, out_channels, h, w) for images).
+        """
+        video = x.ndim == 5
+        if x.ndim == 4:
+            x = x[:, :, None]
+        if x.ndim != 5 or x.shape[1] != self.in_channels:
+            raise ValueError(f"x: expected (b, {self.in_channels}, t, h, w) or "
+                             f"(b, {self.in_channels}, h, w), got {tuple(x.shape)}")
+        b, _, frames, height, width = x.shape
+        f = 2 ** (self.levels - 1)
+        if height % f or width % f:
+            raise ValueError(f"x: height and width must be divisible by {f} "
+                             f"(2 ** (len(channel_mults) - 1)), got {height}x{width}")
+        if self.temporal_downsample and frames % f:
+            what = "the image path (1 frame)" if not video else f"{frames} frames"
+            raise ValueError(f"x: temporal_downsample=True needs the number of frames to be "
+                             f"divisible by {f} (2 ** (len(channel_mults) - 1)); got {what}")
+        cond = self._check_cond(cond or {})
+
+        emb = self.time_embed(self._time(t, b, x.device))
+        if self.label_embed is not None:
+            emb = emb + self.label_embed(cond.get("label"), cond.get("label_keep"), batch=b)
+        if self.vector_embed is not None:
+            emb = emb + self.vector_embed(cond.get("vector"), cond.get("vector_keep"), batch=b)
+        ctx = self._context(cond, b, x.device)
+        if self.concat_channels:
+            x = self._concat(x, cond, video)
+
+        h = self.in_conv(x)
+        skips = [h]
+        for layer in self.down:
+            h = self._run(layer, h, emb, ctx, video) if isinstance(layer, Stage) else layer(h)
+            skips.append(h)
+        h = self._run(self.mid, h, emb, ctx, video)
+        h = self.mid_res(h, emb)
+        for layer in self.up:
+            if isinstance(layer, Stage):
+                h = self._run(layer, torch.cat([h, skips.pop()], dim=1), emb, ctx, video)
+            else:
+                h = layer(h)
+        out = self.out_conv(F.silu(self.out_norm(h)))
+        return out if video else out[:, :, 0]
