@@ -1,0 +1,80 @@
+"""``viddiff bench`` on CPU at tiny shapes: the commands run and their figures are coherent.
+
+Speed itself is not asserted (that is what the benchmark is for); these tests check that the
+numbers are measured and consistent with each other.
+"""
+
+import json
+
+import pytest
+import torch
+
+from viddiff_mini.benchmarks import common
+from viddiff_mini.benchmarks.peers import _ours_unet, bench_peers, match_width, param_count
+from viddiff_mini.benchmarks.train_step import bench_config, bench_train
+from viddiff_mini.cli import main
+
+
+def test_bench_train_reports_consistent_figures():
+    cfg = bench_config("tiny", batch=2)
+    r = bench_train(cfg, steps=2, warmup=1, device="cpu")
+    assert r["clips_per_s"] == pytest.approx(2 / r["step_s"])
+    assert r["flops_per_step"] > 0 and r["params"] > 0
+    assert r["mfu"] is None and "CPU" in r["mfu_note"]  # no peak defined on CPU
+    assert len(r["times_s"]) == 2
+    assert min(r["times_s"]) - 1e-6 <= r["step_s"] <= max(r["times_s"]) + 1e-6  # a median
+
+
+def test_flop_count_is_linear_in_batch_and_matches_a_linear_layer():
+    lin = torch.nn.Linear(8, 4)
+    x = torch.randn(3, 8)
+    assert common.count_flops(lambda: lin(x)) == 2 * 3 * 8 * 4
+
+
+def test_time_calls_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="steps"):
+        common.time_calls(lambda: None, 0, 0, torch.device("cpu"))
+
+
+def test_peer_matching_picks_the_closest_width():
+    cfg = bench_config("tiny")
+    ours = _ours_unet(cfg)
+    target = param_count(ours.build, ours.widths[0])
+    width, n = match_width(ours, target)
+    assert width == ours.widths[0] and n == target
+
+
+def test_bench_peers_has_our_rows_and_names_skipped_peers():
+    cfg = bench_config("tiny", batch=1, frames=4, size=16)
+    r = bench_peers(cfg, steps=1, warmup=0, device="cpu")
+    names = [row["name"] for row in r["rows"]]
+    assert names[:2] == ["viddiff_mini UNet3D", "viddiff_mini VideoDiT"]
+    for why in r["skipped"].values():  # peers not installed here: said, not hidden
+        assert "not importable" in why
+    # every peer is either measured or skipped with a reason
+    measured = {row["library"] for row in r["rows"]}
+    assert len(r["rows"]) + len(r["skipped"]) == 2 + 3 and "viddiff_mini" in measured
+    with pytest.raises(ValueError, match="unknown peer"):
+        bench_peers(cfg, steps=1, warmup=0, device="cpu", peers=["nope"], include_dit=False)
+
+
+def test_cli_bench_writes_json(tmp_path, capsys):
+    rc = main(["bench", "data", "--preset", "tiny", "--batch", "2", "--steps", "2", "--warmup",
+               "1", "--device", "cpu", "--out", str(tmp_path)])
+    assert rc == 0
+    data = json.loads((tmp_path / "data.json").read_text())
+    assert data["ratio"] == pytest.approx(data["render_clips_per_s"] / data["train_clips_per_s"])
+    rc = main(["bench", "sample", "--preset", "tiny", "--batch", "2", "--steps", "2",
+               "--device", "cpu", "--out", str(tmp_path)])
+    assert rc == 0 and json.loads((tmp_path / "sample.json").read_text())["clips_per_s"] > 0
+
+
+def test_cli_bench_constraints_pins_the_installed_torch(capsys):
+    assert main(["bench", "constraints"]) == 0
+    out = capsys.readouterr().out
+    assert f"torch=={torch.__version__}" in out
+
+
+def test_cli_bench_bad_input_is_named(capsys):
+    assert main(["bench", "train", "--preset", "tiny", "--batch", "0", "--device", "cpu"]) == 2
+    assert "--batch" in capsys.readouterr().err

@@ -1,0 +1,311 @@
+"""``viddiff bench peers``: our U-Net and DiT against peer libraries, same step, same run.
+
+The comparison is only fair if everything but the network is the same, so every model here
+goes through *one* step function (:func:`make_step`):
+
+* the same random batch ``(batch, 3, frames, size, size)`` on the same device,
+* the same diffusion loss: cosine schedule, v-prediction, MSE, noise levels and noise fixed,
+* the same precision (bf16 autocast on CUDA, fp32 on CPU),
+* the same optimiser: AdamW (fused on CUDA), gradient clipping at 1.0, no EMA,
+* the same parameter count: each peer's width is searched so that its parameter count is
+  within :data:`PARAM_TOLERANCE` of our U-Net's at the configuration measured (a peer that
+  cannot get that close is reported with its actual count and flagged).
+
+Peers (each an optional dependency from the ``[bench]`` extra; a peer that is not
+importable is skipped with the reason):
+
+* diffusers ``UNet3DConditionModel`` (ModelScope text-to-video U-Net),
+* make-a-video-pytorch ``SpaceTimeUnet`` (lucidrains' Make-A-Video),
+* video-diffusion-pytorch ``Unet3D`` (lucidrains' Video Diffusion Models; needs torchvision).
+
+Each peer builder below says in a comment why its configuration is the comparable one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from viddiff_mini.benchmarks import common
+from viddiff_mini.config import TrainConfig
+from viddiff_mini.utils import autocast
+
+PARAM_TOLERANCE = 0.10
+
+
+@dataclass
+class Candidate:
+    """A network in the comparison: ``build(width) -> nn.Module`` and how to call it."""
+    name: str
+    library: str
+    build: Callable[[int], nn.Module]
+    # forward(model, x_t (b,3,t,h,w), t (b,) in [0,1], label (b,)) -> prediction (b,3,t,h,w)
+    forward: Callable
+    widths: list[int]
+    note: str = ""
+
+
+# --------------------------------------------------------------------------- our models
+def _ours_unet(cfg: TrainConfig) -> Candidate:
+    from viddiff_mini.models import build_model
+
+    def build(width: int) -> nn.Module:
+        kw = dict(cfg.model_kwargs, base_channels=width) if cfg.model == "unet3d" else \
+            {"base_channels": width}
+        return build_model("unet3d", num_classes=cfg.num_classes, **kw)
+
+    base = cfg.model_kwargs.get("base_channels", 64) if cfg.model == "unet3d" else 64
+    return Candidate("viddiff_mini UNet3D", "viddiff_mini", build,
+                     lambda m, x, t, y: m(x, t, {"label": y}), [base],
+                     "(2+1)D ResBlocks, divided space-time attention via SDPA")
+
+
+def _ours_dit(cfg: TrainConfig) -> Candidate:
+    from viddiff_mini.models import build_model, dit  # noqa: F401  (registers "dit")
+
+    # DiT width is searched like a peer's, at depth 12 and head dim 64 (DiT-S/B style);
+    # depth 4 for the small CPU configurations, where 12 blocks alone overshoot the size.
+    depth = 12 if cfg.model_kwargs.get("base_channels", 64) >= 64 else 4
+
+    def build(width: int) -> nn.Module:
+        return build_model("dit", num_classes=cfg.num_classes, depth=depth, dim=width,
+                           heads=max(1, width // 64), patch=(1, 2, 2))
+    return Candidate("viddiff_mini VideoDiT", "viddiff_mini", build,
+                     lambda m, x, t, y: m(x, t, {"label": y}),
+                     [w for w in range(16, 64, 16)] + [w for w in range(64, 1537, 64)],
+                     "Latte-style interleaved spatial/temporal blocks, adaLN-Zero, patch 1x2x2")
+
+
+# --------------------------------------------------------------------------- peers
+def _diffusers_unet3d(cfg: TrainConfig) -> Candidate:
+    from diffusers import UNet3DConditionModel
+
+    # ModelScope's layout (cross-attention in all but the last down block), scaled by one
+    # width; the class label enters as a single learned context token through the model's
+    # cross-attention, which is how text conditioning reaches it too. Timesteps in [0, 1000).
+    levels = len(cfg.model_kwargs.get("channel_mults", (1, 2, 2, 2)))
+
+    def build(width: int) -> nn.Module:
+        mults = [1, 2, 2, 2, 4][:levels]
+        model = UNet3DConditionModel(
+            sample_size=cfg.size, in_channels=3, out_channels=3,
+            down_block_types=tuple(["CrossAttnDownBlock3D"] * (levels - 1) + ["DownBlock3D"]),
+            up_block_types=tuple(["UpBlock3D"] + ["CrossAttnUpBlock3D"] * (levels - 1)),
+            block_out_channels=tuple(width * m for m in mults), layers_per_block=1,
+            cross_attention_dim=width, attention_head_dim=max(8, width // 8),
+            norm_num_groups=math.gcd(32, width))
+        model.class_tokens = nn.Embedding(cfg.num_classes, width)
+        return model
+
+    def forward(m, x, t, y):
+        return m(x, t * 1000, encoder_hidden_states=m.class_tokens(y)[:, None]).sample
+    return Candidate("diffusers UNet3DConditionModel", "diffusers", build, forward,
+                     [w for w in range(8, 1025, 8)], "ModelScope T2V U-Net layout")
+
+
+def _make_a_video(cfg: TrainConfig) -> Candidate:
+    from make_a_video_pytorch import SpaceTimeUnet
+
+    # lucidrains' defaults (pseudo-3D convs, temporal compression off so any frame count
+    # works, attention at the deepest level). It has no class input: one fewer embedding
+    # table, a negligible share of the parameters and FLOPs.
+    levels = len(cfg.model_kwargs.get("channel_mults", (1, 2, 2, 2)))
+
+    def build(width: int) -> nn.Module:
+        return SpaceTimeUnet(dim=width, channels=3, dim_mult=(1, 2, 4, 8)[:levels],
+                             self_attns=tuple([False] * (levels - 1) + [True]),
+                             temporal_compression=tuple([False] * levels),
+                             resnet_block_depths=tuple([2] * levels),
+                             attn_dim_head=64, attn_heads=max(1, width // 32),
+                             condition_on_timestep=True, flash_attn=True,
+                             attn_pos_bias=False)  # its learned bias excludes flash attention
+
+    return Candidate("make-a-video SpaceTimeUnet", "make_a_video_pytorch", build,
+                     lambda m, x, t, y: m(x, timestep=t * 1000),
+                     [w for w in range(16, 513, 8)], "pseudo-3D conv + factorised attention")
+
+
+def _video_diffusion(cfg: TrainConfig) -> Candidate:
+    from video_diffusion_pytorch import Unet3D
+
+    # Ho et al.'s VDM U-Net as implemented by lucidrains; class conditioning through its
+    # ``cond`` vector input (a learned embedding of the label), mults (1, 2, 4, 8).
+    levels = len(cfg.model_kwargs.get("channel_mults", (1, 2, 2, 2)))
+
+    def build(width: int) -> nn.Module:
+        model = Unet3D(dim=width, cond_dim=width, dim_mults=(1, 2, 4, 8)[:levels], channels=3)
+        model.class_vectors = nn.Embedding(cfg.num_classes, width)
+        return model
+
+    return Candidate("video-diffusion-pytorch Unet3D", "video_diffusion_pytorch", build,
+                     lambda m, x, t, y: m(x, t * 1000, cond=m.class_vectors(y)),
+                     [w for w in range(16, 513, 8)], "VDM space-time factorised U-Net")
+
+
+PEERS = {"diffusers": _diffusers_unet3d, "make-a-video": _make_a_video,
+         "video-diffusion": _video_diffusion}
+
+
+# --------------------------------------------------------------------------- matching
+def param_count(build: Callable[[int], nn.Module], width: int) -> int:
+    """Parameters of ``build(width)``, counted on the meta device (no memory, no init cost);
+    on the CPU for a library whose constructor needs real tensors."""
+    try:
+        with torch.device("meta"):
+            return common.count_params(build(width))
+    except (RuntimeError, NotImplementedError):
+        return common.count_params(build(width))
+
+
+def match_width(cand: Candidate, target: int) -> tuple[int, int]:
+    """The candidate width whose parameter count is closest to ``target``: (width, params)."""
+    best = None
+    for w in cand.widths:
+        try:
+            n = param_count(cand.build, w)
+        except Exception:  # a width the library rejects (divisibility rules): skip it
+            continue
+        if best is None or abs(n - target) < abs(best[1] - target):
+            best = (w, n)
+        if n > target * (1 + PARAM_TOLERANCE) and best[1] <= target * (1 + PARAM_TOLERANCE):
+            break  # widths are increasing; nothing further can be closer
+    if best is None:
+        raise ValueError(f"{cand.name}: no width in {cand.widths[0]}..{cand.widths[-1]} builds")
+    return best
+
+
+# --------------------------------------------------------------------------- the step
+def make_step(model: nn.Module, forward: Callable, cfg: TrainConfig, device: torch.device,
+              batch: int, seed: int = 0) -> Callable[[], None]:
+    """One training step (the same for every candidate); returns a no-argument closure."""
+    from viddiff_mini.diffusion import Diffusion
+
+    diffusion = Diffusion("cosine", "v")
+    g = torch.Generator().manual_seed(seed)
+    shape = (batch, 3, cfg.frames, cfg.size, cfg.size)
+    x0 = (torch.rand(shape, generator=g) * 2 - 1).to(device)
+    noise = torch.randn(shape, generator=g).to(device)
+    t = torch.rand(batch, generator=g).clamp(1e-3, 1 - 1e-3).to(device)
+    y = torch.randint(cfg.num_classes, (batch,), generator=g).to(device)
+    alpha, sigma = diffusion.alpha_sigma(t, x0)
+    x_t = alpha * x0 + sigma * noise
+    target = diffusion.objective.target(x0, noise, alpha, sigma)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+
+    def step():
+        with autocast(device, cfg.amp):
+            pred = forward(model, x_t, t, y)
+        loss = F.mse_loss(pred.float(), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    return step
+
+
+def bench_candidate(cand: Candidate, width: int, cfg: TrainConfig, device: torch.device,
+                    steps: int, warmup: int, compile: bool) -> dict:
+    torch.manual_seed(0)
+    model = cand.build(width).to(device).train()
+    params = common.count_params(model)
+    net = torch.compile(model) if compile else model
+    step = make_step(net, cand.forward, cfg, device, cfg.batch_size)
+    common.reset_peak_memory(device)
+    timing = common.time_calls(step, steps, warmup, device)
+    return {"name": cand.name, "library": cand.library, "width": width, "params": params,
+            "step_s": timing["median_s"], "clips_per_s": cfg.batch_size / timing["median_s"],
+            "peak_memory_gb": common.peak_memory_gb(device), "note": cand.note}
+
+
+def bench_peers(cfg: TrainConfig, steps: int = 10, warmup: int = 3,
+                device: str | torch.device | None = None, peers: list[str] | None = None,
+                include_dit: bool = True, compile: bool | None = None) -> dict:
+    """Training-step throughput of our models and each importable peer at matched size.
+
+    Returns ``{"rows": [...], "skipped": {name: reason}, "target_params": N, ...}``; the
+    rows carry clips/s, peak memory, params and ``ratio_to_fastest_peer``.
+    """
+    device = common.resolve_device(device)
+    info = common.device_info(device)
+    compile = bool(cfg.compile if compile is None else compile) and device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    ours = _ours_unet(cfg)
+    target = param_count(ours.build, ours.widths[0])
+    candidates = [ours] + ([_ours_dit(cfg)] if include_dit else [])
+    skipped: dict[str, str] = {}
+    for key in peers if peers is not None else list(PEERS):
+        if key not in PEERS:
+            raise ValueError(f"--peers: unknown peer {key!r}; valid: {', '.join(PEERS)}")
+        try:
+            candidates.append(PEERS[key](cfg))
+        except Exception as e:  # ImportError, or a peer whose own imports are broken
+            skipped[key] = (f"not importable ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+                            f"; install with the [bench] extra, see README")
+    rows = []
+    for cand in candidates:
+        width, n = (ours.widths[0], target) if cand is ours else match_width(cand, target)
+        row = bench_candidate(cand, width, cfg, device, steps, warmup, compile)
+        row["param_ratio"] = row["params"] / target
+        row["matched"] = abs(row["param_ratio"] - 1) <= PARAM_TOLERANCE
+        rows.append(row)
+    peer_rows = [r for r in rows if r["library"] != "viddiff_mini"]
+    fastest = max((r["clips_per_s"] for r in peer_rows), default=None)
+    for r in rows:
+        r["ratio_to_fastest_peer"] = r["clips_per_s"] / fastest if fastest else None
+    return {"benchmark": "peers", "batch": cfg.batch_size, "frames": cfg.frames,
+            "size": cfg.size, "precision": info["precision"] if cfg.amp else "fp32",
+            "compile": compile, "target_params": target, "steps": steps, "warmup": warmup,
+            "rows": rows, "skipped": skipped, "device": info,
+            "step": "v-prediction MSE, AdamW, grad clip 1.0, no EMA (identical for all rows)"}
+
+
+def peers_table(result: dict) -> str:
+    """A markdown table of a :func:`bench_peers` result."""
+    lines = ["| model | params (M) | clips/s | peak mem (GiB) | x fastest peer |",
+             "|---|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        mem = "n/a" if r["peak_memory_gb"] is None else f"{r['peak_memory_gb']:.2f}"
+        ratio = "n/a" if r["ratio_to_fastest_peer"] is None else f"{r['ratio_to_fastest_peer']:.2f}"
+        flag = "" if r["matched"] else " (size not matched)"
+        lines.append(f"| {r['name']}{flag} | {r['params'] / 1e6:.2f} | {r['clips_per_s']:.2f} "
+                     f"| {mem} | {ratio} |")
+    for k, why in result["skipped"].items():
+        lines.append(f"| {k}: skipped | | | | {why} |")
+    return "\n".join(lines)
+
+
+def peers_chart(result: dict, path) -> None:
+    """Bar chart of clips/s (and peak memory on GPU) per model, written to ``path`` (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    names = [r["name"].replace(" ", "\n", 1) for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    axes[0].bar(names, [r["clips_per_s"] for r in rows],
+                color=["tab:blue" if r["library"] == "viddiff_mini" else "tab:gray" for r in rows])
+    axes[0].set_ylabel("training clips / s (higher is better)")
+    mem = [r["peak_memory_gb"] or 0.0 for r in rows]
+    axes[1].bar(names, mem, color="tab:orange")
+    axes[1].set_ylabel("peak memory, GiB (GPU only)")
+    dev = result["device"]["name"]
+    fig.suptitle(f"{result['batch']}x{result['frames']}x{result['size']}^2, "
+                 f"~{result['target_params'] / 1e6:.1f}M params, {dev}")
+    for ax in axes:
+        ax.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def tiny_config(cfg: TrainConfig) -> TrainConfig:
+    """A CPU-sized copy of ``cfg`` (the CI smoke test of the peers benchmark)."""
+    return replace(copy.deepcopy(cfg), batch_size=2, frames=8, size=16)
