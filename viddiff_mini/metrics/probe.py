@@ -35,21 +35,27 @@ class ProbeConfig:
     num_classes: int = 101
     frames: int = 16
     size: int = 32
-    width: int = 48
-    feature_dim: int = 192
+    width: int = 32
+    feature_dim: int = 128
 
 
 def _block(c_in: int, c_out: int, stride: tuple[int, int, int]) -> nn.Sequential:
+    """(2+1)D residual-free block: 1x3x3 spatial conv, then 3x1x1 temporal conv.
+
+    Factorised like R(2+1)D (section 11.2.1): about a third of a full 3x3x3 conv's cost,
+    which keeps probe training to minutes on a CPU.
+    """
+    st, sh, sw = stride
     return nn.Sequential(
-        nn.Conv3d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.Conv3d(c_in, c_out, (1, 3, 3), stride=(1, sh, sw), padding=(0, 1, 1), bias=False),
         nn.BatchNorm3d(c_out), nn.SiLU(),
-        nn.Conv3d(c_out, c_out, 3, padding=1, bias=False),
+        nn.Conv3d(c_out, c_out, (3, 1, 1), stride=(st, 1, 1), padding=(1, 0, 0), bias=False),
         nn.BatchNorm3d(c_out), nn.SiLU(),
     )
 
 
 class Probe(nn.Module):
-    """3D CNN classifier: (b, 3, t, h, w) in [-1, 1] -> logits (b, num_classes).
+    """(2+1)D CNN classifier: (b, 3, t, h, w) in [-1, 1] -> logits (b, num_classes).
 
     ``features(x)`` returns the (b, feature_dim) pooled embedding used by FVD-probe.
     """
@@ -59,9 +65,12 @@ class Probe(nn.Module):
         self.cfg = cfg = cfg or ProbeConfig()
         w = cfg.width
         self.body = nn.Sequential(
-            _block(3, w, (1, 1, 1)),                      # 16 x 32 x 32
-            _block(w, 2 * w, (2, 2, 2)),                  # 8 x 16 x 16
-            _block(2 * w, cfg.feature_dim, (2, 2, 2)),    # 4 x 8 x 8
+            nn.Conv3d(3, w, (1, 2, 2), stride=(1, 2, 2)),     # patchify: 16 x 16 x 16
+            _block(w, w, (1, 1, 1)),
+            _block(w, 2 * w, (2, 2, 2)),                      # 8 x 8 x 8
+            _block(2 * w, 2 * w, (1, 1, 1)),
+            _block(2 * w, cfg.feature_dim, (2, 2, 2)),        # 4 x 4 x 4
+            _block(cfg.feature_dim, cfg.feature_dim, (1, 1, 1)),
         )
         self.head = nn.Linear(cfg.feature_dim, cfg.num_classes)
 
