@@ -5,7 +5,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from viddiff_mini.models.dit import DIT_SIZES, VideoDiT, dit_cost
+from viddiff_mini.models.dit import DIT_SIZES, VideoDiT, dit_cost, dit_size_table
 from viddiff_mini.models.registry import build_model
 
 
@@ -24,7 +24,11 @@ def _x(b=2, t=4, h=8, w=8, c=3, seed=0):
 def test_named_sizes():
     assert DIT_SIZES["S"] == {"depth": 12, "dim": 384, "heads": 6}
     assert DIT_SIZES["B"] == {"depth": 12, "dim": 768, "heads": 12}
+    assert DIT_SIZES["L"] == {"depth": 24, "dim": 1024, "heads": 16}
+    assert DIT_SIZES["XL"] == {"depth": 28, "dim": 1152, "heads": 16}
     assert "tiny" in DIT_SIZES
+    # DiT-XL/2 is 675M parameters (with learn_sigma); the video version adds nothing per block
+    assert 640e6 < dit_cost("XL")["params"] < 680e6
 
 
 @pytest.mark.parametrize("block_type", ["interleaved", "joint"])
@@ -51,6 +55,11 @@ def test_bad_construction_errors():
         VideoDiT(size="XXL")
     with pytest.raises(ValueError, match="patch"):
         VideoDiT(size="tiny", patch=(0, 2, 2))
+    # a known clip shape is checked at construction
+    with pytest.raises(ValueError, match=r"must be divisible by patch=\(2, 2, 2\).*t=5 % 2"):
+        VideoDiT(size="tiny", patch=(2, 2, 2), frames=5, image_size=8)
+    with pytest.raises(ValueError, match="w=9 % 2"):
+        VideoDiT(size="tiny", image_size=(8, 9))
 
 
 def test_bad_input_names_patch():
@@ -146,3 +155,15 @@ def test_forward_features_shapes():
     feats = m.forward_features(_x(b=1), torch.rand(1))
     assert [n for n, _ in feats] == ["blocks.0.spatial", "blocks.1.temporal"]
     assert feats[0][1].shape == (1, 32, 4, 4, 4)
+    assert not feats[0][1].requires_grad
+    assert m.forward_features(_x(b=1), torch.rand(1), grad=True)[0][1].requires_grad
+
+
+def test_size_table_scales_up():
+    rows = dit_size_table(16, 64, 64)
+    assert [r["size"] for r in rows] == list(DIT_SIZES)
+    big = [r for r in rows if r["size"] != "tiny"]
+    assert all(a["params"] < b["params"] and a["flops"] < b["flops"] for a, b in zip(big, big[1:]))
+    joint = dit_size_table(16, 32, 32, block_type="joint", sizes=["S"])[0]
+    inter = dit_size_table(16, 32, 32, sizes=["S"])[0]
+    assert joint["attention_share"] > inter["attention_share"] and joint["params"] == inter["params"]

@@ -2,8 +2,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from viddiff_mini.nn.attention import (ATTENTION_KINDS, CrossAttention, build_attention,
-                                       reference_attention, return_attention_maps)
+from viddiff_mini.nn.attention import (
+    ATTENTION_KINDS,
+    CrossAttention,
+    build_attention,
+    reference_attention,
+    return_attention_maps,
+)
 
 DIM, HEADS = 16, 4
 
@@ -202,3 +207,39 @@ def test_cross_attention_masks_and_null():
     assert torch.allclose(a[0], b[0], atol=1e-6) and not torch.allclose(a[1], b[1])
     assert torch.isfinite(cross(x, ctx, torch.zeros(2, 3, dtype=torch.bool))).all()
     assert cross(torch.randn(2, 5, DIM), ctx).shape == (2, 5, DIM)  # token input
+
+
+@pytest.mark.parametrize("kind,opts,t", [
+    ("window", {"window": (4, 2, 2)}, 4),
+    ("window", {"window": (2, 4, 4), "shift": True}, 4),
+    ("sparse", {"local": (1, 1, 1), "stride": (2, 2, 2)}, 4),
+])
+def test_causal_window_and_sparse_ignore_future_frames(kind, opts, t):
+    m = randomize(build_attention(kind, DIM, HEADS, causal=True, **opts))
+    x = clip(t=t)
+    y = x.clone()
+    y[:, :, 2:] = torch.randn_like(y[:, :, 2:])
+    out_x, out_y = m(x), m(y)
+    assert torch.allclose(out_x[:, :, :2], out_y[:, :, :2], atol=1e-6)
+    assert not torch.allclose(out_x[:, :, 2:], out_y[:, :, 2:])
+    nc = randomize(build_attention(kind, DIM, HEADS, **opts))
+    assert not torch.allclose(nc(x)[:, :, :2], nc(y)[:, :, :2])
+    with return_attention_maps(m) as maps:  # the reference path applies the same mask
+        slow = m(x)
+    assert torch.allclose(slow, out_x, atol=1e-5) and maps
+
+
+def test_causal_sparse_mask_is_block_lower_triangular():
+    sparse = build_attention("sparse", DIM, HEADS, local=(3, 3, 3), causal=True)
+    mask = sparse.sparse_mask(3, 2, 2).reshape(3, 4, 3, 4)
+    frames = mask.any(dim=(1, 3))
+    assert torch.equal(frames, torch.ones(3, 3, dtype=torch.bool).tril())
+
+
+def test_window_for_checks_at_construction_time():
+    from viddiff_mini.nn.attention import window_for
+
+    assert window_for((2, 4, 4), 4, 8, 8) == (2, 4, 4)
+    assert window_for((8, 8, 8), 2, 4, 4) == (2, 4, 4)  # clipped to the clip
+    with pytest.raises(ValueError, match=r"window=\(2, 3, 3\).*\(4, 8, 8\)"):
+        window_for((2, 3, 3), 4, 8, 8)

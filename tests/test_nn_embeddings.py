@@ -3,8 +3,14 @@ import math
 import pytest
 import torch
 
-from viddiff_mini.nn.embeddings import (LabelEmbedding, TimestepMLP, VectorEmbedding, sincos_1d,
-                                        sincos_2d, timestep_embedding)
+from viddiff_mini.nn.embeddings import (
+    LabelEmbedding,
+    TimestepMLP,
+    VectorEmbedding,
+    sincos_1d,
+    sincos_2d,
+    timestep_embedding,
+)
 
 
 def test_timestep_embedding_shape_and_values():

@@ -27,7 +27,8 @@ def test_shapes(kind):
     assert randomize(m)(x).shape == x.shape
 
 
-@pytest.mark.parametrize("kind", ["attention", "recurrent", "bidirectional", "conv", "none"])
+@pytest.mark.parametrize("kind", ["attention", "recurrent", "bidirectional", "gated_shift",
+                                  "conv", "none"])
 def test_identity_at_init(kind):
     x = clip()
     assert torch.equal(build_temporal(kind, DIM)(x), x)
@@ -86,3 +87,18 @@ def test_attention_causal_option():
     m = randomize(build_temporal("attention", DIM, heads=4, causal=True))
     d = change_after(m, clip(), 2)
     assert (d[:2] == 0).all() and (d[2:] > 0).all()
+
+
+def test_gated_shift_blends_towards_tsm():
+    m = build_temporal("gated_shift", DIM)
+    x = clip(t=4)
+    assert sum(p.numel() for p in m.parameters()) == 2 * m.fold
+    with torch.no_grad():
+        m.gate.fill_(1.0)  # a fully open gate is the plain TSM
+    assert torch.allclose(m(x), build_temporal("shift", DIM)(x))
+    with torch.no_grad():
+        m.gate.fill_(0.5)
+    half = m(x)
+    assert torch.allclose(half[:, 2 * m.fold:], x[:, 2 * m.fold:])
+    assert torch.allclose(half[:, :2 * m.fold],
+                          0.5 * (x + build_temporal("shift", DIM)(x))[:, :2 * m.fold])

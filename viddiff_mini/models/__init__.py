@@ -2,13 +2,15 @@
 
 Every model: ``forward(x (b, c, t, h, w), t (b,) float in [0, 1], cond: dict | None)``
 returns ``(b, c_out, t, h, w)``; see CONTRACTS "Models" for the conditioning keys.
+Registered: ``unet3d`` (UNet3D), ``dit`` (VideoDiT), ``unet2d`` (UNet2D, frame by frame)
+and ``lightweight`` (VideoFromImage: a 2-D U-Net with motion modules).
 """
 
-from . import unet3d  # noqa: F401  (import registers "unet3d")
+from . import dit, lightweight, unet3d  # noqa: F401  (importing registers the models)
+from .dit import VideoDiT
+from .lightweight import UNet2D, VideoFromImage
 from .registry import MODELS, build_model, model_names, register_model
 from .unet3d import UNet3D
 
-# The builder of models/dit.py and models/lightweight.py appends their imports here
-# (``from . import dit, lightweight``, with a noqa F401 marker) so they register too.
-
-__all__ = ["MODELS", "build_model", "model_names", "register_model", "UNet3D"]
+__all__ = ["MODELS", "build_model", "model_names", "register_model", "UNet3D", "VideoDiT",
+           "UNet2D", "VideoFromImage"]

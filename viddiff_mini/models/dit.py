@@ -44,6 +44,8 @@ DIT_SIZES: dict[str, dict[str, int]] = {
     "tiny": {"depth": 4, "dim": 64, "heads": 4},
     "S": {"depth": 12, "dim": 384, "heads": 6},
     "B": {"depth": 12, "dim": 768, "heads": 12},
+    "L": {"depth": 24, "dim": 1024, "heads": 16},
+    "XL": {"depth": 28, "dim": 1152, "heads": 16},
 }
 BLOCK_TYPES = ("interleaved", "joint")
 FREQ_DIM = 256  # sinusoidal features of the diffusion time before the MLP
@@ -70,6 +72,18 @@ def _size(size) -> dict[str, int]:
                      f"heads; got {size!r}")
 
 
+def _check_clip_shape(frames, image_size, patch) -> None:
+    """Construction-time check that a known clip shape is divisible by the patch."""
+    if frames is None and image_size is None:
+        return
+    hw = (image_size, image_size) if isinstance(image_size, int) else image_size
+    shape = (frames, *(hw if hw is not None else (None, None)))
+    bad = [f"{n}={v} % {p}" for n, v, p in zip("thw", shape, patch) if v is not None and v % p]
+    if bad:
+        raise ValueError(f"frames/image_size: (t, h, w)={shape} must be divisible by "
+                         f"patch={patch} (not: {', '.join(bad)})")
+
+
 def _check_dims(dim: int, heads: int, depth: int) -> None:
     if depth < 1:
         raise ValueError(f"depth={depth} must be >= 1")
@@ -89,6 +103,8 @@ class SelfAttention(nn.Module):
     :func:`~viddiff_mini.nn.attention.reference_attention` and appends the weights
     ``(B, heads, L, L)``.
     """
+
+    kind = "joint"  # set per block: "spatial" | "temporal" | "joint" (for attention maps)
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -131,6 +147,7 @@ class DiTBlock(nn.Module):
         self.mode = mode
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = SelfAttention(dim, heads)
+        self.attn.kind = mode  # which axis its maps cover (analysis.attention_maps reads it)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"),
@@ -198,6 +215,9 @@ class VideoDiT(nn.Module):
         mlp_ratio: MLP width / dim.
         num_classes, context_dim, concat_channels, vector_dim: conditioning keys.
         checkpoint: gradient checkpointing of every block in training.
+        frames, image_size: optional clip shape the model is meant for (``image_size`` an
+            int or ``(h, w)``); when given, divisibility by ``patch`` is checked here, at
+            construction, instead of at the first forward.
 
     A 4-D input ``(b, c, h, w)`` runs as a one-frame clip (needs ``pt == 1``) and returns
     ``(b, c_out, h, w)``.
@@ -208,7 +228,8 @@ class VideoDiT(nn.Module):
                  heads: int | None = None, patch=(1, 2, 2), block_type: str = "interleaved",
                  mlp_ratio: float = 4.0, num_classes: int | None = None,
                  context_dim: int | None = None, concat_channels: int = 0,
-                 vector_dim: int | None = None, checkpoint: bool = False):
+                 vector_dim: int | None = None, checkpoint: bool = False,
+                 frames: int | None = None, image_size=None):
         super().__init__()
         s = _size(size)
         depth = s["depth"] if depth is None else depth
@@ -218,11 +239,13 @@ class VideoDiT(nn.Module):
         if block_type not in BLOCK_TYPES:
             raise ValueError(f"block_type={block_type!r}; expected one of {BLOCK_TYPES}")
         self.patch = _triple(patch)
+        _check_clip_shape(frames, image_size, self.patch)
         self.config = dict(in_channels=in_channels, out_channels=out_channels, depth=depth,
                            dim=dim, heads=heads, patch=self.patch, block_type=block_type,
                            mlp_ratio=mlp_ratio, num_classes=num_classes,
                            context_dim=context_dim, concat_channels=concat_channels,
-                           vector_dim=vector_dim, checkpoint=checkpoint)
+                           vector_dim=vector_dim, checkpoint=checkpoint, frames=frames,
+                           image_size=image_size)
         self.in_channels, self.out_channels = in_channels, out_channels or in_channels
         self.depth, self.dim, self.heads, self.block_type = depth, dim, heads, block_type
         self.num_classes, self.context_dim = num_classes, context_dim
@@ -302,12 +325,16 @@ class VideoDiT(nn.Module):
         """x: (b, c, t, h, w) or (b, c, h, w); t: (b,) or scalar in [0, 1] -> same layout."""
         return self._forward(x, t, cond)
 
-    @torch.no_grad()
-    def forward_features(self, x: torch.Tensor, t, cond: dict | None = None
+    def forward_features(self, x: torch.Tensor, t, cond: dict | None = None, grad: bool = False
                          ) -> list[tuple[str, torch.Tensor]]:
-        """Token features after each block as videos ``(b, d, T, H, W)``, for analysis."""
+        """Token features after each block as videos ``(b, d, T, H, W)``, for analysis.
+
+        ``grad=True`` keeps the graph (for gradient-based receptive fields); the default
+        runs without autograd.
+        """
         feats: list[torch.Tensor] = []
-        self._forward(x, t, cond, features=feats)
+        with torch.set_grad_enabled(grad):
+            self._forward(x, t, cond, features=feats)
         return [(f"blocks.{i}.{blk.mode}", f) for i, (blk, f) in enumerate(zip(self.blocks, feats))]
 
 
@@ -375,5 +402,22 @@ def dit_cost(size: str | dict = "S", t: int = 16, h: int = 64, w: int = 64, patc
             "tokens_per_frame": N, "frames_of_tokens": T, "breakdown": fl}
 
 
+def dit_size_table(t: int = 16, h: int = 64, w: int = 64, patch=(1, 2, 2),
+                   block_type: str = "interleaved", sizes=None, **kwargs) -> list[dict]:
+    """Parameters and forward FLOPs of every named size on one clip (scaling at a glance).
+
+    Returns one dict per size: ``{"size", "depth", "dim", "heads", "params", "flops",
+    "tokens", "attention_share"}`` (``attention_share`` = score FLOPs / all FLOPs: how
+    much of the cost is the quadratic part). ``kwargs`` go to :func:`dit_cost`.
+    """
+    rows = []
+    for name in sizes or DIT_SIZES:
+        c = dit_cost(name, t, h, w, patch=patch, block_type=block_type, **kwargs)
+        rows.append({"size": name, **_size(name), "params": c["params"], "flops": c["flops"],
+                     "tokens": c["tokens"],
+                     "attention_share": c["breakdown"]["attention_scores"] / c["flops"]})
+    return rows
+
+
 __all__ = ["VideoDiT", "DiTBlock", "SelfAttention", "FinalLayer", "DIT_SIZES", "BLOCK_TYPES",
-           "dit_cost"]
+           "dit_cost", "dit_size_table"]

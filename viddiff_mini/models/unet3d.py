@@ -40,16 +40,13 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
-from ..nn.attention import CrossAttention, build_attention
+from ..nn.attention import CrossAttention, build_attention, window_for
 from ..nn.conv3d import build_conv, zero_init_
 from ..nn.embeddings import LabelEmbedding, TimestepMLP, VectorEmbedding
+from ..nn.hierarchy import check_divisible_frames
 from ..nn.propagation import build_temporal
+from .conditioning import check_cond, concat_input, context_inputs, time_batch
 from .registry import register_model
-
-_COND_ARGS = {"label": "num_classes", "context": "context_dim", "concat": "concat_channels",
-              "vector": "vector_dim"}
-_COND_KEYS = ("label", "label_keep", "context", "context_mask", "context_keep", "concat",
-              "concat_keep", "vector", "vector_keep")
 
 
 def _norm(c: int) -> nn.GroupNorm:
@@ -161,6 +158,10 @@ class UNet3D(nn.Module):
         checkpoint: gradient checkpointing of every Stage in training (memory for compute).
         temporal_downsample: also halve t at each downsampling (t must be divisible by
             ``2 ** (len(channel_mults) - 1)``).
+        frames, image_size: optional clip shape the model is meant for (``image_size`` an int
+            or ``(h, w)``). When given, every shape rule (spatial and temporal halving, a
+            ``window`` that must divide each attention level's clip) is checked here, at
+            construction, with the rule named; otherwise at the first forward.
 
     ``forward(x (b, c, t, h, w) or (b, c, h, w), t (b,) or scalar in [0, 1], cond=None)``.
     """
@@ -173,7 +174,8 @@ class UNet3D(nn.Module):
                  concat_channels: int = 0, vector_dim: int | None = None,
                  dropout: float = 0.0, checkpoint: bool = False,
                  temporal_downsample: bool = False, attention_opts: dict | None = None,
-                 temporal_opts: dict | None = None):
+                 temporal_opts: dict | None = None, frames: int | None = None,
+                 image_size=None):
         super().__init__()
         channel_mults = tuple(channel_mults)
         attn_levels = tuple(attn_levels)
@@ -183,6 +185,17 @@ class UNet3D(nn.Module):
         if bad:
             raise ValueError(f"attn_levels: levels {bad} out of range for "
                              f"channel_mults={channel_mults} (levels 0..{len(channel_mults) - 1})")
+        # levels whose blocks split channels into heads: every level for temporal
+        # attention, else the attention levels and the middle (the last level)
+        head_levels = set(range(len(channel_mults))) if temporal == "attention" else \
+            (set(attn_levels) | {len(channel_mults) - 1} if attention != "none" else set())
+        for level, mult in enumerate(channel_mults):
+            width = base_channels * mult
+            if level in head_levels and (not isinstance(heads, int) or heads < 1
+                                         or width % heads):
+                raise ValueError(f"heads={heads!r} must divide the width of every level with "
+                                 f"attention: level {level} has base_channels * {mult} = "
+                                 f"{width} channels (each head gets width // heads)")
         self.config = dict(in_channels=in_channels, out_channels=out_channels,
                            base_channels=base_channels, channel_mults=channel_mults,
                            num_res_blocks=num_res_blocks, attn_levels=attn_levels, heads=heads,
@@ -191,7 +204,8 @@ class UNet3D(nn.Module):
                            concat_channels=concat_channels, vector_dim=vector_dim,
                            dropout=dropout, checkpoint=checkpoint,
                            temporal_downsample=temporal_downsample,
-                           attention_opts=attention_opts, temporal_opts=temporal_opts)
+                           attention_opts=attention_opts, temporal_opts=temporal_opts,
+                           frames=frames, image_size=image_size)
         self.in_channels = in_channels
         self.out_channels = out_channels or in_channels
         self.num_classes, self.context_dim = num_classes, context_dim
@@ -242,64 +256,44 @@ class UNet3D(nn.Module):
         self.out_norm = _norm(ch)
         self.out_conv = zero_init_(build_conv(conv, ch, self.out_channels))
 
+        if frames is not None or image_size is not None:  # shape rules at construction
+            hw = (image_size, image_size) if isinstance(image_size, int) else image_size
+            height, width = hw if hw is not None else (None, None)
+            self._check_shape(frames, height, width, "frames/image_size")
+            if attention == "window" and frames is not None and height is not None:
+                self._check_windows(frames, height, width)
+
     # ------------------------------------------------------------------ helpers
     def num_params(self, trainable_only: bool = False) -> int:
         """Number of parameters (all, or only those with ``requires_grad``)."""
         return sum(p.numel() for p in self.parameters()
                    if p.requires_grad or not trainable_only)
 
-    def _time(self, t, b: int, device) -> torch.Tensor:
-        t = torch.as_tensor(t, dtype=torch.float32, device=device)
-        if t.numel() == 1:
-            return t.reshape(1).expand(b)
-        if t.numel() != b:
-            raise ValueError(f"t: expected shape ({b},) or a scalar, got {tuple(t.shape)}")
-        return t.reshape(b)
+    def _check_shape(self, frames: int | None, height: int | None, width: int | None,
+                     where: str) -> None:
+        """Divisibility rules of this U-Net for a clip shape (None = unknown, skipped)."""
+        f = 2 ** (self.levels - 1)
+        if height is not None and (height % f or width % f):
+            raise ValueError(f"{where}: height and width must be divisible by {f} "
+                             f"(2 ** (len(channel_mults) - 1)), got {height}x{width}")
+        if self.temporal_downsample and frames is not None:
+            check_divisible_frames(frames, f, where,
+                                   f"temporal_downsample=True halves the frames "
+                                   f"{self.levels - 1} time(s)")
 
-    def _check_cond(self, cond: dict) -> dict:
-        if not isinstance(cond, dict):
-            raise TypeError(f"cond: expected a dict of condition tensors, got {type(cond).__name__}")
-        for key, value in cond.items():
-            if key not in _COND_KEYS:
-                raise ValueError(f"cond[{key!r}]: unknown condition key; UNet3D understands "
-                                 f"{list(_COND_KEYS)} (encode text etc. into 'context' first)")
-            base = key.split("_")[0]
-            arg = _COND_ARGS[base]
-            if value is not None and not getattr(self, arg):
-                raise ValueError(f"cond[{key!r}] given but this UNet3D was built without "
-                                 f"{arg}; construct it with {arg}=... to use {base!r}")
-        return {k: v for k, v in cond.items() if v is not None}
-
-    def _concat(self, x, cond, video: bool) -> torch.Tensor:
-        b, _, t, h, w = x.shape
-        maps = cond.get("concat")
-        if maps is None:
-            return torch.cat([x, x.new_zeros(b, self.concat_channels, t, h, w)], dim=1)
-        if not video and maps.ndim == 4:
-            maps = maps[:, :, None]
-        if maps.shape != (b, self.concat_channels, t, h, w):
-            raise ValueError(f"cond['concat']: expected shape "
-                             f"{(b, self.concat_channels, t, h, w)} (concat_channels="
-                             f"{self.concat_channels}), got {tuple(maps.shape)}")
-        keep = cond.get("concat_keep")
-        if keep is not None:
-            maps = maps * keep.to(maps.dtype)[:, None, None, None, None]  # dropped = zeros
-        return torch.cat([x, maps.to(x.dtype)], dim=1)
-
-    def _context(self, cond: dict, b: int, device):
-        if not self.context_dim:
-            return None, None, None
-        ctx = cond.get("context")
-        if ctx is None:  # no context: rows see only the null token (unconditional)
-            ctx = torch.zeros(b, 0, self.context_dim, device=device)
-        if ctx.ndim != 3 or ctx.shape[0] != b or ctx.shape[2] != self.context_dim:
-            raise ValueError(f"cond['context']: expected shape ({b}, n, {self.context_dim}) "
-                             f"(context_dim={self.context_dim}), got {tuple(ctx.shape)}")
-        mask = cond.get("context_mask")
-        if mask is not None and tuple(mask.shape) != tuple(ctx.shape[:2]):
-            raise ValueError(f"cond['context_mask']: expected shape {tuple(ctx.shape[:2])}, "
-                             f"got {tuple(mask.shape)}")
-        return ctx, mask, cond.get("context_keep")
+    def _check_windows(self, frames: int, height: int, width: int) -> None:
+        """Window attention: the window must divide the clip at every attention level."""
+        window = self.config["attention_opts"] or {}
+        window = window.get("window", (2, 4, 4))
+        levels = sorted(set(self.config["attn_levels"]) | {self.levels - 1})  # + the middle
+        for level in levels:
+            s = 2 ** level
+            t = frames // s if self.temporal_downsample else frames
+            try:
+                window_for(window, t, height // s, width // s)
+            except ValueError as e:
+                raise ValueError(f"attention='window' at level {level} (clip {t}x{height // s}"
+                                 f"x{width // s}): {e}") from None
 
     def _run(self, stage: Stage, h, emb, ctx, video):
         if self.checkpoint and self.training and torch.is_grad_enabled():
@@ -307,11 +301,8 @@ class UNet3D(nn.Module):
         return stage(h, emb, *ctx, video)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor, t, cond: dict | None = None) -> torch.Tensor:
-        """x: (b, c, t, h, w) video or (b, c, h, w) image; t: (b,) / scalar in [0, 1].
-
-        Returns (b, out_channels, t, h, w) (or (b, out_channels, h, w) for images).
-        """
+    def _forward(self, x: torch.Tensor, t, cond: dict | None,
+                 features: list | None = None) -> torch.Tensor:
         video = x.ndim == 5
         if x.ndim == 4:
             x = x[:, :, None]
@@ -319,36 +310,60 @@ class UNet3D(nn.Module):
             raise ValueError(f"x: expected (b, {self.in_channels}, t, h, w) or "
                              f"(b, {self.in_channels}, h, w), got {tuple(x.shape)}")
         b, _, frames, height, width = x.shape
-        f = 2 ** (self.levels - 1)
-        if height % f or width % f:
-            raise ValueError(f"x: height and width must be divisible by {f} "
-                             f"(2 ** (len(channel_mults) - 1)), got {height}x{width}")
-        if self.temporal_downsample and frames % f:
-            what = "the image path (1 frame)" if not video else f"{frames} frames"
+        self._check_shape(frames if video else None, height, width, "x")
+        if self.temporal_downsample and not video and 2 ** (self.levels - 1) > 1:
             raise ValueError(f"x: temporal_downsample=True needs the number of frames to be "
-                             f"divisible by {f} (2 ** (len(channel_mults) - 1)); got {what}")
-        cond = self._check_cond(cond or {})
+                             f"divisible by {2 ** (self.levels - 1)}; the image path (1 frame) "
+                             f"cannot be halved")
+        cond = check_cond(cond, "UNet3D", self.config)
 
-        emb = self.time_embed(self._time(t, b, x.device))
+        emb = self.time_embed(time_batch(t, b, x.device))
         if self.label_embed is not None:
             emb = emb + self.label_embed(cond.get("label"), cond.get("label_keep"), batch=b)
         if self.vector_embed is not None:
             emb = emb + self.vector_embed(cond.get("vector"), cond.get("vector_keep"), batch=b)
-        ctx = self._context(cond, b, x.device)
-        if self.concat_channels:
-            x = self._concat(x, cond, video)
+        ctx = context_inputs(cond, b, self.context_dim, x.device)
+        x = concat_input(x, cond, self.concat_channels)
+
+        def keep(name, h):
+            if features is not None:
+                features.append((name, h))
 
         h = self.in_conv(x)
+        keep("in_conv", h)
         skips = [h]
-        for layer in self.down:
+        for i, layer in enumerate(self.down):
             h = self._run(layer, h, emb, ctx, video) if isinstance(layer, Stage) else layer(h)
+            keep(f"down.{i}", h)
             skips.append(h)
         h = self._run(self.mid, h, emb, ctx, video)
         h = self.mid_res(h, emb)
-        for layer in self.up:
+        keep("mid", h)
+        for i, layer in enumerate(self.up):
             if isinstance(layer, Stage):
                 h = self._run(layer, torch.cat([h, skips.pop()], dim=1), emb, ctx, video)
             else:
                 h = layer(h)
+            keep(f"up.{i}", h)
         out = self.out_conv(F.silu(self.out_norm(h)))
         return out if video else out[:, :, 0]
+
+    def forward(self, x: torch.Tensor, t, cond: dict | None = None) -> torch.Tensor:
+        """x: (b, c, t, h, w) video or (b, c, h, w) image; t: (b,) / scalar in [0, 1].
+
+        Returns (b, out_channels, t, h, w) (or (b, out_channels, h, w) for images).
+        """
+        return self._forward(x, t, cond)
+
+    def forward_features(self, x: torch.Tensor, t, cond: dict | None = None,
+                         grad: bool = False) -> list[tuple[str, torch.Tensor]]:
+        """Features after the input conv and every down / mid / up layer, for analysis.
+
+        Returns ``[(name, (b, c_l, t_l, h_l, w_l)), ...]`` in network order (names
+        ``in_conv``, ``down.i``, ``mid``, ``up.i``; ``i`` indexes ``self.down`` /
+        ``self.up``). ``grad=True`` keeps the autograd graph (gradient receptive fields).
+        """
+        feats: list = []
+        with torch.set_grad_enabled(grad):
+            self._forward(x, t, cond, features=feats)
+        return feats

@@ -193,7 +193,7 @@ class FullAttention(_Attention):
         mask = None
         if self.causal and t > 1:
             frame = torch.arange(t, device=x.device).repeat_interleave(h * w)
-            mask = frame[:, None] >= frame[None, :]  # query frame >= key frame
+            mask = _frame_causal(frame, frame)  # query frame >= key frame
         out = self._mix(rearrange(y, "b t h w c -> b (t h w) c"), mask)
         return x + rearrange(out, "b (t h w) c -> b c t h w", t=t, h=h)
 
@@ -231,6 +231,26 @@ def _as_triple(value, name: str) -> tuple[int, int, int]:
     return value
 
 
+def window_for(window, t: int, h: int, w: int) -> tuple[int, int, int]:
+    """The window used on a clip ``(t, h, w)``: ``window`` clipped to the clip, checked.
+
+    A window larger than the clip along an axis covers that axis; otherwise it must divide
+    it. Raises ``ValueError`` naming the window and the clip shape. Models call this at
+    construction when they know their input shape, so the error comes before any forward.
+    """
+    window = _as_triple(window, "window")
+    win = tuple(min(s, n) for s, n in zip(window, (t, h, w)))
+    if any(n % s for s, n in zip(win, (t, h, w))):
+        raise ValueError(f"window={window} (clipped to {win}) must divide the clip "
+                         f"shape (t, h, w)=({t}, {h}, {w})")
+    return win
+
+
+def _frame_causal(frame_q: torch.Tensor, frame_k: torch.Tensor) -> torch.Tensor:
+    """Bool ``(Lq, Lk)``: True where the key's frame is not later than the query's."""
+    return frame_q[:, None] >= frame_k[None, :]
+
+
 class WindowAttention(_Attention):
     """Windowed space-time attention (Video Swin): attention inside ``(wt, wh, ww)`` cubes.
 
@@ -239,24 +259,24 @@ class WindowAttention(_Attention):
     ``shift=True`` rolls the clip by half a window before partitioning (Swin's cyclic
     shift, with the mask that stops tokens wrapped around the border from attending to
     each other), so stacked shifted / unshifted layers pass information across windows.
+    ``causal=True``: inside a window a token sees keys of its own and earlier frames only
+    (within one un-wrapped region the rolled order is the true frame order).
     Maps: ``((b n_windows), heads, wt wh ww, wt wh ww)``.
     """
 
     kind = "window"
 
-    def __init__(self, dim: int, heads: int = 4, window=(2, 4, 4), shift: bool = False):
+    def __init__(self, dim: int, heads: int = 4, window=(2, 4, 4), shift: bool = False,
+                 causal: bool = False):
         super().__init__(dim, heads)
         self.window = _as_triple(window, "window")
         self.shift = bool(shift)
+        self.causal = bool(causal)
         self._mask_cache: dict = {}
 
     def window_for(self, t: int, h: int, w: int) -> tuple[int, int, int]:
         """The window actually used for a clip ``(t, h, w)`` (clipped, divisibility checked)."""
-        win = tuple(min(s, n) for s, n in zip(self.window, (t, h, w)))
-        if any(n % s for s, n in zip(win, (t, h, w))):
-            raise ValueError(f"window={self.window} (clipped to {win}) must divide the clip "
-                             f"shape (t, h, w)=({t}, {h}, {w})")
-        return win
+        return window_for(self.window, t, h, w)
 
     def _shift_mask(self, size, win, shifts, device) -> torch.Tensor:
         """Bool ``(n_windows, 1, n, n)``: True where two tokens came from the same region."""
@@ -293,6 +313,10 @@ class WindowAttention(_Attention):
         mask = None
         if any(shifts):
             mask = self._shift_mask((t, h, w), win, shifts, x.device).repeat(b, 1, 1, 1)
+        if self.causal and wt > 1:
+            frame = torch.arange(wt, device=x.device).repeat_interleave(wh * ww)
+            causal = _frame_causal(frame, frame)
+            mask = causal if mask is None else mask & causal
         out = self._mix(tok, mask)
         out = rearrange(out, "(b nt nh nw) (wt wh ww) c -> b c (nt wt) (nh wh) (nw ww)",
                         b=b, nt=t // wt, nh=h // wh, wt=wt, wh=wh, ww=ww)
@@ -309,14 +333,17 @@ class SparseAttention(_Attention):
     *global* token — positions on the grid ``stride = (st, sh, sw)``, a strided summary of
     the whole clip — or ``i`` is one (global tokens see everything). Implemented as a
     boolean mask for SDPA (see the module docstring for its cost). A ``local`` radius that
-    covers the clip gives an all-True mask, i.e. ``full`` attention.
+    covers the clip gives an all-True mask, i.e. ``full`` attention. ``causal=True`` removes
+    every key of a later frame (after the local / global rule).
     Maps: ``(b, heads, N, N)``.
     """
 
     kind = "sparse"
 
-    def __init__(self, dim: int, heads: int = 4, local=(1, 2, 2), stride=(2, 4, 4)):
+    def __init__(self, dim: int, heads: int = 4, local=(1, 2, 2), stride=(2, 4, 4),
+                 causal: bool = False):
         super().__init__(dim, heads)
+        self.causal = bool(causal)
         self.local = tuple(local) if not isinstance(local, int) else (local,) * 3
         if len(self.local) != 3 or not all(isinstance(r, int) and r >= 0 for r in self.local):
             raise ValueError(f"local: expected 3 non-negative ints (t, h, w), got {local!r}")
@@ -336,6 +363,9 @@ class SparseAttention(_Attention):
             is_global = (on_grid[0][:, None, None] & on_grid[1][None, :, None]
                          & on_grid[2][None, None, :]).reshape(-1)
             mask = local | is_global[None, :] | is_global[:, None]
+            if self.causal:
+                frame = torch.arange(t).repeat_interleave(h * w)
+                mask = mask & _frame_causal(frame, frame)
             self._mask_cache[key] = mask.to(device)
         return self._mask_cache[key]
 
@@ -408,7 +438,9 @@ class CrossAttention(nn.Module):
             visible = visible & mask.to(torch.bool)
         if keep is not None:
             visible = visible & keep.to(torch.bool)[:, None]
-        visible = torch.cat([torch.ones_like(visible[:, :1]), visible], dim=1)
+        # the null token is always visible (``new_ones``, not ``ones_like(visible[:, :1])``:
+        # with zero context tokens that slice is empty and the mask would lose its column)
+        visible = torch.cat([visible.new_ones(b, 1), visible], dim=1)
         q = rearrange(self.q(self.norm(tok)), "b L (h d) -> b h L d", h=self.heads)
         k, v = rearrange(self.kv(ctx), "b n (two h d) -> two b h n d", two=2, h=self.heads)
         out = _attend(self, q, k, v, visible[:, None, None, :])
@@ -422,16 +454,18 @@ class CrossAttention(nn.Module):
 _KIND_CLASSES = {"full": FullAttention, "divided": DividedAttention, "window": WindowAttention,
                  "sparse": SparseAttention, "spatial": SpatialAttention,
                  "temporal": TemporalAttention, "none": NoAttention}
-_KIND_OPTS = {"full": ("causal",), "divided": ("causal",), "window": ("window", "shift"),
-              "sparse": ("local", "stride"), "spatial": (), "temporal": ("causal",), "none": ()}
+_KIND_OPTS = {"full": ("causal",), "divided": ("causal",),
+              "window": ("window", "shift", "causal"), "sparse": ("local", "stride", "causal"),
+              "spatial": (), "temporal": ("causal",), "none": ()}
 
 
 def build_attention(kind: str, dim: int, heads: int = 4, **opts) -> nn.Module:
     """A space-time attention block ``(b, c, t, h, w) -> x + attn(x)`` of the given kind.
 
-    kind: one of :data:`ATTENTION_KINDS`. Options: ``causal`` (full, divided, temporal),
-    ``window``/``shift`` (window), ``local``/``stride`` (sparse). An option the kind does
-    not take raises ``ValueError`` (a silently ignored ``causal=True`` would be a bug).
+    kind: one of :data:`ATTENTION_KINDS`. Options: ``causal`` (every kind with a time axis:
+    full, divided, window, sparse, temporal), ``window``/``shift`` (window),
+    ``local``/``stride`` (sparse). An option the kind does not take raises ``ValueError``
+    (a silently ignored ``causal=True`` would be a bug).
     """
     if kind not in _KIND_CLASSES:
         raise ValueError(f"attention kind {kind!r} unknown; expected one of {ATTENTION_KINDS}")
@@ -450,12 +484,13 @@ def return_attention_maps(model: nn.Module):
 
     Yields a dict ``{module name: [weights per call]}`` filled as the model runs; inside,
     modules use :func:`reference_attention` (slow, exact, returns weights) instead of SDPA.
+    Any module with a ``_record`` attribute takes part (the attention blocks here, the
+    DiT's ``SelfAttention``); :mod:`viddiff_mini.analysis.attention_maps` builds on this.
     """
     maps: dict[str, list[torch.Tensor]] = {}
-    modules = [(name, m) for name, m in model.named_modules()
-               if isinstance(m, (_Attention, CrossAttention))]
+    modules = [(name, m) for name, m in model.named_modules() if hasattr(m, "_record")]
     for name, m in modules:
-        m._record = maps.setdefault(name or m.kind, [])
+        m._record = maps.setdefault(name or getattr(m, "kind", type(m).__name__), [])
     try:
         yield maps
     finally:
@@ -471,6 +506,6 @@ def attention_maps(module: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor
 
 
 __all__ = ["ATTENTION_KINDS", "build_attention", "reference_attention", "return_attention_maps",
-           "attention_maps", "SpatialAttention", "TemporalAttention", "FullAttention",
-           "DividedAttention", "WindowAttention", "SparseAttention", "NoAttention",
+           "attention_maps", "window_for", "SpatialAttention", "TemporalAttention",
+           "FullAttention", "DividedAttention", "WindowAttention", "SparseAttention", "NoAttention",
            "CrossAttention"]

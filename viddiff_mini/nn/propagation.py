@@ -12,6 +12,7 @@ attention      temporal self-attention at each pixel (any frame -> any frame)   
 recurrent      a ConvGRU state carried forward frame by frame (causal)             yes
 bidirectional  a forward and a backward ConvGRU pass, fused by a 1x1 conv          yes
 shift          TSM: 1/8 channels shifted one frame forward, 1/8 backward, no params no (*)
+gated_shift    TSM blended in by a zero-init gate per shifted channel              yes
 conv           depthwise temporal conv (k frames), Dirac-initialised               yes
 none           nothing                                                             yes
 ============== =================================================================== ========
@@ -33,7 +34,8 @@ from torch.nn import functional as F
 
 from .attention import TemporalAttention
 
-TEMPORAL_KINDS = ("attention", "recurrent", "bidirectional", "shift", "conv", "none")
+TEMPORAL_KINDS = ("attention", "recurrent", "bidirectional", "shift", "gated_shift", "conv",
+                  "none")
 
 
 def _groups(c: int) -> int:
@@ -150,6 +152,31 @@ class TemporalShift(nn.Module):
         return torch.cat([fwd, bwd, x[:, 2 * f:]], dim=1)
 
 
+class GatedTemporalShift(nn.Module):
+    """TSM that starts as the identity: ``x + gate * (shift(x) - x)`` on the shifted channels.
+
+    ``gate`` (one scalar per shifted channel, ``2 * fold`` parameters) starts at 0, so the
+    layer can be inserted into a trained image network without changing it (the plain
+    :class:`TemporalShift` replaces 1/4 of the channels at once, which a pretrained network
+    has never seen); training opens the gate towards a full shift (gate = 1).
+    """
+
+    kind = "gated_shift"
+
+    def __init__(self, dim: int, fraction: float = 1 / 8):
+        super().__init__()
+        self.shift = TemporalShift(dim, fraction)
+        self.fold = self.shift.fold
+        self.gate = nn.Parameter(torch.zeros(2 * self.fold))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (b, c, t, h, w) -> same shape."""
+        n = 2 * self.fold
+        moved = self.shift(x)[:, :n]
+        mixed = x[:, :n] + self.gate.to(x.dtype)[:, None, None, None] * (moved - x[:, :n])
+        return torch.cat([mixed, x[:, n:]], dim=1)
+
+
 class TemporalConv(nn.Module):
     """Depthwise temporal conv ``(k, 1, 1)``, one filter per channel, Dirac-initialised.
 
@@ -185,7 +212,8 @@ def build_temporal(kind: str, dim: int, heads: int = 4, **opts) -> nn.Module:
     """A frame-to-frame propagation layer ``(b, c, t, h, w) -> same`` of the given kind.
 
     kind: one of :data:`TEMPORAL_KINDS`. Options: ``causal`` (attention), ``hidden`` and
-    ``kernel`` (recurrent, bidirectional), ``fraction`` (shift), ``kernel`` (conv).
+    ``kernel`` (recurrent, bidirectional), ``fraction`` (shift, gated_shift), ``kernel``
+    (conv).
     ``heads`` is used by ``attention`` only.
     """
     makers = {
@@ -194,6 +222,7 @@ def build_temporal(kind: str, dim: int, heads: int = 4, **opts) -> nn.Module:
         "bidirectional": lambda hidden=None, kernel=3: BidirectionalPropagation(dim, hidden,
                                                                                kernel),
         "shift": lambda fraction=1 / 8: TemporalShift(dim, fraction),
+        "gated_shift": lambda fraction=1 / 8: GatedTemporalShift(dim, fraction),
         "conv": lambda kernel=3: TemporalConv(dim, kernel),
         "none": lambda: NoTemporal(),
     }
@@ -206,4 +235,5 @@ def build_temporal(kind: str, dim: int, heads: int = 4, **opts) -> nn.Module:
 
 
 __all__ = ["TEMPORAL_KINDS", "build_temporal", "ConvGRUCell", "RecurrentPropagation",
-           "BidirectionalPropagation", "TemporalShift", "TemporalConv", "NoTemporal"]
+           "BidirectionalPropagation", "TemporalShift", "GatedTemporalShift", "TemporalConv",
+           "NoTemporal"]

@@ -1,0 +1,85 @@
+"""Tests for viddiff_mini.ablate (``viddiff ablate``)."""
+
+import json
+
+import pytest
+
+from viddiff_mini import ablate
+from viddiff_mini.ablate import PRESETS, VARIANTS, markdown_table, match_width, run_ablation
+
+
+@pytest.fixture
+def no_probe(monkeypatch, tmp_path):
+    import viddiff_mini.metrics.probe as probe
+
+    monkeypatch.setattr(probe, "DEFAULT_PROBE", tmp_path / "missing" / "probe.pt")
+
+
+@pytest.fixture
+def tiny_probe(monkeypatch, tmp_path):
+    import viddiff_mini.metrics.probe as probe
+
+    path = tmp_path / "probe.pt"
+    cfg = probe.ProbeConfig(num_classes=101, frames=4, size=16, width=4, feature_dim=8)
+    probe.save_probe(probe.Probe(cfg), path)
+    monkeypatch.setattr(probe, "DEFAULT_PROBE", path)
+
+
+def test_tiny_two_variants_write_json_markdown_plot(tmp_path, tiny_probe):
+    out = tmp_path / "abl"
+    res = run_ablation("tiny", ["conv:pseudo3d", "model:dit"], out, progress=False)
+    assert [r["variant"] for r in res["rows"]] == ["conv:pseudo3d", "model:dit"]
+    for r in res["rows"]:
+        assert abs(r["param_ratio"] - 1) <= 0.1, r
+        assert r["flops_per_clip"] > 0 and r["peak_train_bytes"] > 0 and r["clips_per_s"] > 0
+        assert r["eval_loss"] > 0 and r["train_loss"] > 0 and not r["nonfinite"]
+        assert 0.0 <= r["probe_accuracy"] <= 1.0
+    data = json.loads((out / "ablation.json").read_text())
+    assert data["config"]["frames"] == PRESETS["tiny"].frames and len(data["rows"]) == 2
+    md = (out / "ablation.md").read_text()
+    assert "| conv:pseudo3d | unet3d |" in md and "model:dit" in md
+    assert (out / "ablation.png").stat().st_size > 1000
+
+
+def test_no_probe_reports_na_and_same_config_trains_once(no_probe):
+    res = run_ablation("tiny", ["model:dit"], None, steps=2, progress=False)
+    assert res["rows"][0]["probe_accuracy"] is None
+    assert any("probe accuracy n/a" in n for n in res["notes"])
+    assert "n/a" in markdown_table(res)
+
+
+def test_identical_configurations_are_trained_once(no_probe, monkeypatch):
+    calls = []
+    real = ablate.train_variant
+
+    def spy(name, *args, **kwargs):
+        calls.append(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(ablate, "train_variant", spy)
+    res = run_ablation("tiny", ["conv:2plus1d", "model:unet3d"], None, steps=1, progress=False)
+    assert calls == ["conv:2plus1d"]  # model:unet3d is the same U-Net (all defaults)
+    assert res["rows"][1]["same_as"] == "conv:2plus1d"
+
+
+@pytest.mark.parametrize("name", ["conv:full3d", "conv:pseudo3d", "temporal:recurrent",
+                                  "temporal:bidirectional", "model:dit", "model:lightweight"])
+def test_width_matching_within_ten_percent(name):
+    m = match_width(name, PRESETS["tiny"])
+    assert abs(m["ratio"] - 1) <= 0.1, m
+    assert (m["hidden"] is not None) == (name in ablate.FINE_KNOBS)
+
+
+def test_all_variants_cover_the_chapter():
+    kinds = {v.split(":")[0] for v in VARIANTS}
+    assert kinds == {"conv", "attn", "temporal", "model"}
+    assert {"model:unet3d", "model:dit", "model:lightweight"} <= set(VARIANTS)
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    from viddiff_mini.cli import main
+
+    assert main(["ablate", "--variants", "conv:nope", "--out", str(tmp_path), "--quiet"]) == 1
+    assert "viddiff ablate: --variants: unknown variant(s) ['conv:nope']" in capsys.readouterr().err
+    assert main(["ablate", "--preset", "huge", "--out", str(tmp_path), "--quiet"]) == 1
+    assert "unknown preset 'huge'" in capsys.readouterr().err

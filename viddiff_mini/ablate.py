@@ -1,0 +1,549 @@
+"""``viddiff ablate``: train every architecture variant of 11.2 on the same budget, compare.
+
+    viddiff ablate --preset tiny                       # all variants, < 1 minute on one core
+    viddiff ablate --preset gpu --out runs/ablate      # the real comparison on one H100
+    viddiff ablate --preset cpu --variants conv:full3d,conv:2plus1d,conv:pseudo3d
+
+Fair comparison means: the same clips, the same noise levels and noise in the same order,
+the same number of optimizer steps, and (the part that is easy to get wrong) the **same
+parameter count** — a variant that is cheaper per layer (pseudo-3D, a lightweight 2-D
+backbone) gets a wider network until it has the target count (within ~10%), otherwise
+the comparison measures width, not architecture.
+
+For each variant the report lists: parameters, FLOPs per clip (one forward,
+FlopCounterMode), peak training memory (CUDA allocator; on CPU the live-tensor tracker of
+``analysis.complexity``), training throughput (clips / s), training loss at the end of the
+budget, a held-out denoising loss at fixed noise levels (the comparable number), and the
+probe accuracy of samples when a probe weights file exists at
+``metrics.probe.DEFAULT_PROBE`` (otherwise "n/a", with a note saying how to train one).
+Outputs in ``--out``: ``ablation.json``, ``ablation.md`` (the table) and ``ablation.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import inspect
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from viddiff_mini.utils import atomic_write_bytes, autocast, default_device
+
+# --------------------------------------------------------------------------- variants
+# name -> (registered model, constructor overrides). Defaults of the U-Net: 2plus1d conv,
+# divided attention, temporal attention, so "model:unet3d" is that configuration.
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "conv:full3d": ("unet3d", {"conv": "full3d"}),
+    "conv:2plus1d": ("unet3d", {"conv": "2plus1d"}),
+    "conv:pseudo3d": ("unet3d", {"conv": "pseudo3d"}),
+    "attn:divided": ("unet3d", {"attention": "divided"}),
+    "attn:full": ("unet3d", {"attention": "full"}),
+    "attn:window": ("unet3d", {"attention": "window", "attention_opts": {"window": (2, 4, 4)}}),
+    "attn:sparse": ("unet3d", {"attention": "sparse",
+                               "attention_opts": {"local": (1, 1, 1), "stride": (2, 4, 4)}}),
+    "temporal:attention": ("unet3d", {"temporal": "attention"}),
+    "temporal:recurrent": ("unet3d", {"temporal": "recurrent"}),
+    "temporal:bidirectional": ("unet3d", {"temporal": "bidirectional"}),
+    "model:unet3d": ("unet3d", {}),
+    "model:dit": ("dit", {}),
+    "model:lightweight": ("lightweight", {"motion": "shift"}),
+}
+
+
+@dataclass
+class AblationPreset:
+    """Sizes and budget of one ablation preset (every variant gets the same)."""
+
+    frames: int
+    size: int
+    num_classes: int
+    clips: int                  # training clips (a fixed subset of the train split)
+    eval_clips: int             # held-out clips (test split) for the eval loss
+    batch: int
+    steps: int
+    lr: float
+    target_params: int
+    unet: dict = field(default_factory=dict)    # UNet3D / UNet2D shape (not the width)
+    dit: dict = field(default_factory=dict)     # VideoDiT shape (not the width)
+    sample_n: int = 8
+    sample_steps: int = 20
+    guidance: float = 2.0
+
+
+PRESETS: dict[str, AblationPreset] = {
+    # smoke test: every variant in well under a minute on one CPU core
+    # (heads=1 so the width can move in steps of 1 channel: matching within 10% needs it)
+    "tiny": AblationPreset(frames=4, size=16, num_classes=4, clips=16, eval_clips=4, batch=2,
+                           steps=4, lr=1e-3, target_params=120_000,
+                           unet=dict(channel_mults=(1, 2), attn_levels=(1,), heads=1),
+                           dit=dict(depth=2, heads=1, patch=(1, 4, 4)),
+                           sample_n=2, sample_steps=2),
+    # a few hours on a laptop CPU
+    "cpu": AblationPreset(frames=8, size=32, num_classes=10, clips=1000, eval_clips=64,
+                          batch=8, steps=400, lr=5e-4, target_params=1_000_000,
+                          unet=dict(channel_mults=(1, 2, 2), attn_levels=(1, 2), heads=4),
+                          dit=dict(depth=6, heads=4, patch=(1, 4, 4)),
+                          sample_n=20, sample_steps=20),
+    # one H100: 16x64x64 clips, all classes
+    "gpu": AblationPreset(frames=16, size=64, num_classes=101, clips=4096, eval_clips=256,
+                          batch=32, steps=3000, lr=3e-4, target_params=20_000_000,
+                          unet=dict(channel_mults=(1, 2, 2, 2), attn_levels=(2, 3), heads=8),
+                          dit=dict(depth=12, heads=8, patch=(1, 4, 4)),
+                          sample_n=202, sample_steps=30),
+}
+
+
+def list_variants() -> list[str]:
+    """All variant names (``kind:value``)."""
+    return list(VARIANTS)
+
+
+def _check_variants(names) -> list[str]:
+    names = list(names)
+    bad = [n for n in names if n not in VARIANTS]
+    if bad:
+        raise ValueError(f"--variants: unknown variant(s) {bad}; choose from "
+                         f"{', '.join(VARIANTS)}")
+    if not names:
+        raise ValueError("--variants: expected at least one variant")
+    return names
+
+
+# Variants whose width alone moves the parameter count in steps too coarse to land within
+# 10% of the target: a second, finer knob (the ConvGRU hidden size) is tuned as well.
+FINE_KNOBS = {"temporal:recurrent": "hidden", "temporal:bidirectional": "hidden"}
+
+
+def _canonical(model: str, kwargs: dict) -> dict:
+    """kwargs with the constructor's defaults filled in (so equal configs compare equal)."""
+    from viddiff_mini.models import MODELS
+
+    full = {}
+    for p in inspect.signature(MODELS[model]).parameters.values():
+        if p.default is not inspect.Parameter.empty:
+            full[p.name] = p.default
+    full.update(kwargs)
+    return full
+
+
+def variant_kwargs(name: str, preset: AblationPreset, width: int,
+                   hidden: int | None = None) -> tuple[str, dict]:
+    """(registered model name, constructor kwargs) of a variant at a given width.
+
+    width: ``base_channels`` of the U-Nets (UNet3D, the 2-D backbone of ``lightweight``)
+    or ``dim`` of the DiT. hidden: the ConvGRU hidden size (variants in FINE_KNOBS only).
+    """
+    model, over = VARIANTS[name]
+    common = dict(num_classes=preset.num_classes, frames=preset.frames,
+                  image_size=preset.size)
+    if model == "dit":
+        d = preset.dit
+        return model, dict(common, size={"depth": d["depth"], "dim": width, "heads": d["heads"]},
+                           patch=d["patch"], **over)
+    kw = dict(common, base_channels=width, **preset.unet)
+    kw.update(copy.deepcopy(over))
+    if hidden is not None and name in FINE_KNOBS:
+        kw["temporal_opts"] = {FINE_KNOBS[name]: hidden}
+    return model, kw
+
+
+def _width_step(name: str, preset: AblationPreset) -> int:
+    model = VARIANTS[name][0]
+    heads = preset.dit["heads"] if model == "dit" else preset.unet["heads"]
+    return math.lcm(4, heads) if model == "dit" else heads
+
+
+_PARAM_CACHE: dict[str, int] = {}
+
+
+def count_params(model_name: str, kwargs: dict) -> int:
+    """Parameter count of a registered model without allocating it (meta device)."""
+    from viddiff_mini.models import build_model
+
+    key = json.dumps([model_name, kwargs], sort_keys=True, default=str)
+    if key not in _PARAM_CACHE:
+        with torch.device("meta"):
+            m = build_model(model_name, **kwargs)
+        _PARAM_CACHE[key] = sum(p.numel() for p in m.parameters())
+    return _PARAM_CACHE[key]
+
+
+def _closest(params, target: int, hi: int) -> int:
+    """The k in 1..hi with params(k) closest to target (params increasing in k).
+
+    Parameter counts of these models are (close to) quadratic in the width, so three
+    probes give a near-exact guess; a short walk then brackets the target exactly.
+    """
+    pts = [2, 4, 8]
+    a, b, c = np.polyfit(pts, [params(k) for k in pts], 2)
+    roots = [r.real for r in np.roots([a, b, c - target]) if abs(r.imag) < 1e-9 and r.real > 0]
+    k = min(hi, max(1, math.floor(max(roots)))) if roots else 1
+    while k > 1 and params(k) > target:
+        k -= 1
+    while k < hi and params(k + 1) < target:
+        k += 1
+    return min({k, min(hi, k + 1)}, key=lambda j: abs(params(j) - target))
+
+
+def match_width(name: str, preset: AblationPreset, target: int | None = None,
+                max_multiple: int = 512) -> dict:
+    """The width whose parameter count is closest to ``target``.
+
+    Widths move in multiples of the heads (U-Nets) or of lcm(4, heads) (DiT). Variants in
+    :data:`FINE_KNOBS` also tune their hidden size around the best widths. Returns
+    ``{"width", "hidden", "params", "ratio"}`` (ratio = params / target; hidden None
+    unless tuned).
+    """
+    target = target or preset.target_params
+    step = _width_step(name, preset)
+
+    def params(k: int, hidden: int | None = None) -> int:
+        try:
+            return count_params(*variant_kwargs(name, preset, k * step, hidden))
+        except ValueError:  # too narrow for this variant (e.g. a shift needs 2 channels)
+            return 0
+
+    best = _closest(params, target, max_multiple)
+    choice = (best, None, params(best))
+    if name in FINE_KNOBS:
+        for k in {max(1, best - 1), best, best + 1}:
+            h = _closest(lambda j, k=k: params(k, j), target, 8 * k * step)
+            p = params(k, h)
+            if abs(p - target) < abs(choice[2] - target):
+                choice = (k, h, p)
+    k, hidden, p = choice
+    return {"width": k * step, "hidden": hidden, "params": p, "ratio": p / target}
+
+
+# --------------------------------------------------------------------------- data
+def load_subset(preset: AblationPreset, seed: int, device) -> dict:
+    """Fixed training and held-out clips of the first ``num_classes`` classes."""
+    from viddiff_mini.data import synthetic
+
+    table = synthetic.clip_index_table()
+    g = torch.Generator().manual_seed(seed)
+
+    def pick(split: str, n: int) -> list[int]:
+        pool = [i for i in synthetic.split_indices(split, 1) if table[i][0] < preset.num_classes]
+        order = torch.randperm(len(pool), generator=g)[:n].tolist()
+        return [pool[i] for i in order]
+
+    train = synthetic.render_batch(pick("train", preset.clips), frames=preset.frames,
+                                   size=preset.size, seed=seed, device=device)
+    held = synthetic.render_batch(pick("test", preset.eval_clips), frames=preset.frames,
+                                  size=preset.size, seed=seed, device=device)
+    return {"video": train["video"], "label": train["label"],
+            "eval_video": held["video"], "eval_label": held["label"]}
+
+
+def _step_draws(preset: AblationPreset, n_clips: int, seed: int, step: int, shape):
+    """Clip indices, noise levels, noise and label dropout of one step (same for all)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    idx = torch.randint(n_clips, (preset.batch,), generator=g)
+    t = 1e-3 + (1 - 1e-3) * torch.rand(preset.batch, generator=g)
+    noise = torch.randn((preset.batch, *shape), generator=g)
+    keep = torch.rand(preset.batch, generator=g) >= 0.1
+    return idx, t, noise, keep
+
+
+# --------------------------------------------------------------------------- measurements
+def flops_per_clip(model, preset: AblationPreset, device) -> int:
+    """Forward FLOPs for one clip (FlopCounterMode; attention under the math backend)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from viddiff_mini.analysis.complexity import math_sdpa
+
+    x = torch.zeros(1, 3, preset.frames, preset.size, preset.size, device=device)
+    cond = {"label": torch.zeros(1, dtype=torch.long, device=device)}
+    model.eval()
+    with torch.no_grad(), math_sdpa(), FlopCounterMode(display=False) as fc:
+        model(x, torch.full((1,), 0.5, device=device), cond)
+    model.train()
+    return int(fc.get_total_flops())
+
+
+@torch.no_grad()
+def eval_loss(model, diffusion, data: dict, seed: int, device, batch: int = 16) -> float:
+    """Denoising loss on the held-out clips at fixed noise levels and fixed noise."""
+    video, labels = data["eval_video"], data["eval_label"]
+    n = video.shape[0]
+    g = torch.Generator().manual_seed(seed + 7)
+    t = torch.linspace(0.05, 0.95, n)[torch.randperm(n, generator=g)]
+    noise = torch.randn(video.shape, generator=g)
+    model.eval()
+    total = 0.0
+    for i in range(0, n, batch):
+        sl = slice(i, i + batch)
+        with autocast(device):
+            loss = diffusion.loss(model, video[sl], {"label": labels[sl]},
+                                  t=t[sl].to(device), noise=noise[sl].to(device),
+                                  reduction="sum")
+        total += float(loss)
+    model.train()
+    return total / max(n, 1)
+
+
+def probe_score(model, diffusion, preset: AblationPreset, seed: int, device) -> float | None:
+    """Probe accuracy of class-conditional samples, or None without a probe weights file."""
+    from viddiff_mini.metrics.probe import DEFAULT_PROBE, load_probe, probe_accuracy
+
+    if not DEFAULT_PROBE.exists():
+        return None
+    probe = load_probe(DEFAULT_PROBE, device=device)
+    labels = torch.arange(preset.sample_n) % preset.num_classes
+    g = torch.Generator().manual_seed(seed + 11)
+    model.eval()
+    with autocast(device):
+        x = diffusion.sample(model, (preset.sample_n, 3, preset.frames, preset.size, preset.size),
+                             cond={"label": labels.to(device)}, steps=preset.sample_steps,
+                             guidance=preset.guidance, generator=g, device=device)
+    model.train()
+    return probe_accuracy(probe, x.float().clamp(-1, 1), labels)["accuracy"]
+
+
+def train_variant(name: str, preset: AblationPreset, data: dict, width: int, seed: int,
+                  device, steps: int | None = None, with_probe: bool = True,
+                  hidden: int | None = None) -> dict:
+    """Train one variant for the preset's budget; returns its measured row."""
+    from viddiff_mini.analysis.complexity import LiveTensorBytes
+    from viddiff_mini.diffusion import Diffusion
+    from viddiff_mini.models import build_model
+
+    steps = steps or preset.steps
+    model_name, kwargs = variant_kwargs(name, preset, width, hidden)
+    torch.manual_seed(seed)  # the same initialisation stream for every variant
+    model = build_model(model_name, **kwargs).to(device)
+    diffusion = Diffusion(schedule="cosine", objective="v")
+    params = sum(p.numel() for p in model.parameters())
+    flops = flops_per_clip(model, preset, device)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=preset.lr,
+                            betas=(0.9, 0.99))
+    video, labels = data["video"], data["label"]
+    cuda = device.type == "cuda"
+
+    def step(s: int) -> torch.Tensor:
+        idx, t, noise, keep = _step_draws(preset, video.shape[0], seed, s, video.shape[1:])
+        idx = idx.to(device)
+        cond = {"label": labels[idx], "label_keep": keep.to(device)}
+        with autocast(device):
+            loss = diffusion.loss(model, video[idx], cond, t=t.to(device), noise=noise.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss.detach()
+
+    model.train()
+    # step 0: peak memory (includes the optimizer state it creates) and warm-up
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        losses = [step(0)]
+        torch.cuda.synchronize(device)
+    else:
+        with LiveTensorBytes() as tracker:
+            losses = [step(0)]
+    t0 = time.perf_counter()
+    for s in range(1, steps):
+        losses.append(step(s))
+    if cuda:
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) - base
+    else:
+        peak = tracker.peak
+    seconds = time.perf_counter() - t0
+    timed = max(steps - 1, 1)
+    losses = torch.stack(losses).float().cpu()
+    tail = losses[-max(1, len(losses) // 5):]
+    row = {"variant": name, "model": model_name, "width": width, "hidden": hidden,
+           "params": params,
+           "flops_per_clip": flops, "peak_train_bytes": int(peak),
+           "clips_per_s": preset.batch * timed / seconds if steps > 1 else float("nan"),
+           "train_loss": float(tail.mean()), "eval_loss": eval_loss(model, diffusion, data,
+                                                                    seed, device),
+           "probe_accuracy": probe_score(model, diffusion, preset, seed, device)
+           if with_probe else None,
+           "nonfinite": bool(not torch.isfinite(losses).all()),
+           "losses": [float(v) for v in losses]}  # per-step training loss (loss curves)
+    return row
+
+
+# --------------------------------------------------------------------------- the ablation
+def run_ablation(preset: str | AblationPreset = "tiny", variants=None, out=None,
+                 steps: int | None = None, seed: int = 0, device=None,
+                 progress: bool = True, target_params: int | None = None) -> dict:
+    """Train each variant at a matched parameter count; write JSON, markdown and a plot.
+
+    preset: ``"tiny" | "cpu" | "gpu"`` or an :class:`AblationPreset`. variants: names from
+    :data:`VARIANTS` (default all). out: output folder (None: nothing written).
+    Returns ``{"preset", "config", "rows", "notes", "seconds"}``; ``rows`` has one dict
+    per variant (see :func:`train_variant`, plus ``param_ratio`` and ``same_as``).
+    """
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(f"--preset: unknown preset {preset!r}; choose from "
+                             f"{', '.join(PRESETS)}")
+        name, cfg = preset, PRESETS[preset]
+    else:
+        name, cfg = "custom", preset
+    names = _check_variants(variants if variants is not None else VARIANTS)
+    device = torch.device(device) if device is not None else default_device()
+    target = target_params or cfg.target_params
+    t_start = time.perf_counter()
+    data = load_subset(cfg, seed, device)
+    from viddiff_mini.metrics.probe import DEFAULT_PROBE
+
+    notes = []
+    with_probe = DEFAULT_PROBE.exists()
+    if not with_probe:
+        notes.append(f"probe accuracy n/a: no probe weights at {DEFAULT_PROBE} "
+                     f"(train one with `viddiff eval train-probe`)")
+    rows, done = [], {}
+    bar = tqdm(names, desc=f"ablate {name}", disable=not progress, dynamic_ncols=True)
+    for v in bar:
+        bar.set_postfix_str(v)
+        match = match_width(v, cfg, target)
+        model_name, kwargs = variant_kwargs(v, cfg, match["width"], match["hidden"])
+        key = json.dumps([model_name, _canonical(model_name, kwargs)], sort_keys=True,
+                         default=str)
+        if key in done:  # the same configuration under two names: train once
+            row = dict(done[key], variant=v, same_as=done[key]["variant"])
+        else:
+            row = train_variant(v, cfg, data, match["width"], seed, device, steps, with_probe,
+                                match["hidden"])
+            row["same_as"] = None
+            done[key] = row
+        row["param_ratio"] = row["params"] / target
+        if abs(row["param_ratio"] - 1) > 0.1:
+            notes.append(f"{v}: {row['params']:,} parameters is {row['param_ratio']:.2f}x the "
+                         f"target {target:,} (width granularity)")
+        if row["nonfinite"]:
+            notes.append(f"{v}: non-finite training loss (lower the learning rate)")
+        rows.append(row)
+    result = {"preset": name, "config": asdict(cfg) | {"target_params": target,
+                                                       "steps": steps or cfg.steps,
+                                                       "seed": seed, "device": str(device)},
+              "rows": rows, "notes": notes, "seconds": time.perf_counter() - t_start}
+    if out is not None:
+        write_report(result, Path(out))
+    return result
+
+
+# --------------------------------------------------------------------------- report
+def _fmt_count(n: float) -> str:
+    for unit, s in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= s:
+            return f"{n / s:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def markdown_table(result: dict) -> str:
+    """The ablation table (markdown) with the notes underneath."""
+    from viddiff_mini.analysis.complexity import format_bytes
+
+    head = ("| variant | model | width | params | FLOPs/clip | peak train mem | clips/s | "
+            "train loss | eval loss | probe acc |")
+    lines = [head, "|" + "---|" * 10]
+    for r in result["rows"]:
+        probe = "n/a" if r["probe_accuracy"] is None else f"{100 * r['probe_accuracy']:.1f}%"
+        same = f" (= {r['same_as']})" if r.get("same_as") else ""
+        width = f"{r['width']} (GRU {r['hidden']})" if r.get("hidden") else f"{r['width']}"
+        lines.append(f"| {r['variant']}{same} | {r['model']} | {width} | "
+                     f"{_fmt_count(r['params'])} ({r['param_ratio']:.2f}x) | "
+                     f"{_fmt_count(r['flops_per_clip'])} | {format_bytes(r['peak_train_bytes'])} | "
+                     f"{r['clips_per_s']:.1f} | {r['train_loss']:.4f} | {r['eval_loss']:.4f} | "
+                     f"{probe} |")
+    cfg = result["config"]
+    text = [f"# viddiff ablate — preset {result['preset']}", "",
+            f"{cfg['frames']}x{cfg['size']}x{cfg['size']} clips, {cfg['num_classes']} classes, "
+            f"{cfg['clips']} training clips, batch {cfg['batch']}, {cfg['steps']} steps, "
+            f"target {cfg['target_params']:,} parameters, device {cfg['device']}.", "",
+            *lines]
+    if result["notes"]:
+        text += ["", "Notes:", *[f"- {n}" for n in result["notes"]]]
+    return "\n".join(text) + "\n"
+
+
+def plot_result(result: dict, path: Path) -> None:
+    """Three panels per variant: eval loss, throughput, FLOPs per clip."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    names = [r["variant"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 0.32 * len(rows) + 1.8), sharey=True)
+    panels = [("eval_loss", "held-out loss (lower is better)"),
+              ("clips_per_s", "training clips / s"), ("flops_per_clip", "FLOPs per clip")]
+    for ax, (key, title) in zip(axes, panels):
+        ax.barh(range(len(rows)), [r[key] for r in rows], color="tab:blue")
+        ax.set_title(title, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+        if key == "flops_per_clip":
+            ax.set_xscale("log")
+    axes[0].set_yticks(range(len(rows)))
+    axes[0].set_yticklabels(names, fontsize=8)
+    axes[0].invert_yaxis()
+    fig.suptitle(f"viddiff ablate ({result['preset']}): matched parameters "
+                 f"~{_fmt_count(result['config']['target_params'])}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(result: dict, out: Path) -> dict[str, Path]:
+    """``ablation.json``, ``ablation.md``, ``ablation.png`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "ablation.json", "md": out / "ablation.md",
+             "png": out / "ablation.png"}
+    atomic_write_bytes(paths["json"], json.dumps(result, indent=2, default=str).encode())
+    atomic_write_bytes(paths["md"], markdown_table(result).encode())
+    plot_result(result, paths["png"])
+    return paths
+
+
+# --------------------------------------------------------------------------- CLI
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="tiny", help=f"one of {', '.join(PRESETS)}")
+    p.add_argument("--variants", help=f"comma list (default all): {', '.join(VARIANTS)}")
+    p.add_argument("--out", default=None, help="output folder (default runs/ablate-PRESET)")
+    p.add_argument("--steps", type=int, help="training steps per variant (default: preset)")
+    p.add_argument("--target-params", type=int, help="parameter count to match (default: preset)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="cpu | cuda (default: cuda when present)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    variants = None
+    if args.variants:
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    out = Path(args.out or f"runs/ablate-{args.preset}")
+    try:
+        if args.steps is not None and args.steps < 1:
+            raise ValueError(f"--steps: expected a positive int, got {args.steps}")
+        result = run_ablation(args.preset, variants, out, steps=args.steps, seed=args.seed,
+                              device=args.device, progress=not args.quiet,
+                              target_params=args.target_params)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"viddiff ablate: {e}", file=sys.stderr)
+        return 1
+    print(markdown_table(result))
+    print(f"wrote {out / 'ablation.json'}, {out / 'ablation.md'}, {out / 'ablation.png'} "
+          f"({result['seconds']:.1f} s)")
+    return 0
+
+
+__all__ = ["VARIANTS", "PRESETS", "AblationPreset", "list_variants", "variant_kwargs",
+           "count_params", "match_width", "load_subset", "flops_per_clip", "eval_loss",
+           "train_variant", "run_ablation", "markdown_table", "plot_result", "write_report",
+           "main", "add_arguments", "FINE_KNOBS"]
