@@ -17,7 +17,7 @@ the lighting schedule and a caption whose action words carry frame spans.
 
     from viddiff_mini.data.synthetic import MovingShapes101, render_batch
     batch = render_batch([0, 1, 2], frames=16, size=64)        # batch["video"]: (3, 3, 16, 64, 64)
-    ds = MovingShapes101("train", fold=1)                       # 9,537 clips
+    ds = MovingShapes101("train", fold=1)                       # 9,607 clips
 """
 
 from __future__ import annotations

@@ -1,0 +1,140 @@
+"""MovingShapes-101: UCF-101's bookkeeping, determinism and exact ground-truth flow."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from viddiff_mini.data import synthetic as S
+
+
+def test_counts_match_ucf101():
+    table = S.clip_index_table()
+    assert len(table) == S.NUM_CLIPS == 13320
+    assert len(S.CLASS_NAMES) == S.NUM_CLASSES == 101 == len(set(S.CLASS_NAMES))
+    assert S.CLASS_NAMES == sorted(S.CLASS_NAMES)  # like classInd.txt
+    assert {g for _, g, _ in table} == set(range(1, 26))
+    cells = Counter((lab, g) for lab, g, _ in table)
+    assert len(cells) == 101 * 25
+    assert set(cells.values()) <= {4, 5, 6, 7}
+    # clips of a cell are numbered 1..n, class-major order (like UCF-101's file list)
+    for (lab, g), n in list(cells.items())[:50]:
+        assert sorted(k for la, gg, k in table if (la, gg) == (lab, g)) == list(range(1, n + 1))
+    assert [lab for lab, _, _ in table] == sorted(lab for lab, _, _ in table)
+    lines = S.class_index_text().splitlines()
+    assert len(lines) == 101 and lines[0] == f"1 {S.CLASS_NAMES[0]}"
+
+
+@pytest.mark.parametrize("fold,groups", [(1, range(1, 8)), (2, range(8, 15)), (3, range(15, 22))])
+def test_splits_are_disjoint_by_group(fold, groups):
+    table = S.clip_index_table()
+    train, test = S.split_indices("train", fold), S.split_indices("test", fold)
+    assert not set(train) & set(test)
+    assert len(train) + len(test) == S.NUM_CLIPS
+    assert {table[i][1] for i in test} == set(groups)
+    assert not {table[i][1] for i in train} & set(groups)
+    assert {table[i][0] for i in test} == set(range(101))  # every class in every test split
+
+
+def test_bad_split_arguments_are_named():
+    with pytest.raises(ValueError, match="fold"):
+        S.split_indices("train", 4)
+    with pytest.raises(ValueError, match="split"):
+        S.MovingShapes101("val")
+    with pytest.raises(ValueError, match="index"):
+        S.render_batch([S.NUM_CLIPS])
+    with pytest.raises(ValueError, match="frames"):
+        S.render_batch([0], frames=1)
+
+
+def test_render_is_deterministic_whatever_the_order_or_batching():
+    idx = [7, 4000, 13319, 250]
+    kw = dict(frames=6, size=24, truth=True)
+    a = S.render_batch(idx, **kw)
+    b = S.render_batch(idx[::-1], chunk=1, **kw)          # reversed, one clip per chunk
+    c = S.render_batch([idx[2]], **kw)                     # alone
+    S.render_batch([1, 2, 3], **kw)                        # unrelated work in between
+    d = S.render_batch(idx, **kw)
+    for key in ("video", "flow", "masks", "camera", "light"):
+        assert torch.equal(a[key], b[key].flip(0)), key
+        assert torch.equal(a[key], d[key]), key
+        assert torch.equal(a[key][2:3], c[key]), key
+    assert a["caption"] == d["caption"] and a["caption"][2] == c["caption"][0]
+    assert not torch.equal(a["video"], S.render_batch(idx, seed=1, **kw)["video"])
+
+
+def _warp_error(video, flow, masks, use_flow=True):
+    """Mean |frame_t(p) - frame_{t+1}(p + flow_t(p))| over object-interior pixels p whose
+    target is still on the object (so occlusion and anti-aliased edges do not count)."""
+    _, T, H, W = video.shape
+    ys, xs = torch.meshgrid(torch.arange(H).float(), torch.arange(W).float(), indexing="ij")
+    errs = []
+    for t in range(T - 1):
+        m = masks[:, t].any(0)
+        inner = m.clone()
+        inner[1:] &= m[:-1]
+        inner[:-1] &= m[1:]
+        inner[:, 1:] &= m[:, :-1]
+        inner[:, :-1] &= m[:, 1:]
+        f = flow[:, t] if use_flow else torch.zeros_like(flow[:, t])
+        qx, qy = xs + f[0], ys + f[1]
+        grid = torch.stack([(qx + 0.5) / W * 2 - 1, (qy + 0.5) / H * 2 - 1], -1)[None]
+        warped = F.grid_sample(video[None, :, t + 1], grid, mode="bilinear",
+                               align_corners=False)[0]
+        qi, qj = qy.round().long().clamp(0, H - 1), qx.round().long().clamp(0, W - 1)
+        ok = inner & masks[:, t + 1].any(0)[qi, qj]
+        if ok.sum() > 0:
+            errs.append((warped - video[:, t]).abs()[:, ok].mean())
+    return float(torch.stack(errs).mean()) if errs else float("nan")
+
+
+def test_ground_truth_flow_warps_objects_onto_the_next_frame():
+    names = ["MoveLeftCircle", "OrbitSquare", "SpinSquare", "BounceCircle", "ApproachCircle",
+             "RollCircle", "CollideCircleSquare", "ThrowTriangle", "PanLeftCircle"]
+    table = S.clip_index_table()
+    idx = [next(i for i, r in enumerate(table) if r[0] == S.CLASS_NAMES.index(n)) for n in names]
+    b = S.render_batch(idx, frames=8, size=48, truth=True)
+    assert b["flow"].shape == (len(idx), 2, 7, 48, 48)
+    for name, v, fl, m in zip(names, b["video"], b["flow"], b["masks"]):
+        err = _warp_error(v, fl, m)
+        assert err < 0.02, (name, err)                        # values span [-1, 1]
+        still = _warp_error(v, fl, m, use_flow=False)
+        assert not still < 2 * err, (name, err, still)        # the flow explains the motion
+
+
+def test_camera_pan_flow_moves_the_background():
+    lab = S.CLASS_NAMES.index("PanRightSquare")
+    i = next(i for i, r in enumerate(S.clip_index_table()) if r[0] == lab)
+    b = S.render_batch([i], frames=6, size=48, truth=True)
+    v, fl = b["video"][0], b["flow"][0]
+    assert fl.abs().amax() > 0.3 and b["camera"][0].abs().amax() > 0
+    everywhere = torch.ones(1, 6, 48, 48, dtype=torch.bool)
+    everywhere[:, :, :, :6] = everywhere[:, :, :, -6:] = False   # targets stay in the frame
+    assert _warp_error(v, fl, everywhere) < 0.03
+
+
+def test_dataset_items_keys_and_shapes():
+    ds = S.MovingShapes101("test", fold=2, frames=6, size=24, classes=["BounceCircle", 3])
+    assert len(ds) > 0 and all(S.clip_index_table()[i][0] in {S.CLASS_NAMES.index("BounceCircle"), 3}
+                               for i in ds.indices)
+    item = ds[0]
+    assert item["video"].shape == (3, 6, 24, 24) and item["video"].dtype == torch.float32
+    assert -1 <= item["video"].min() and item["video"].max() <= 1
+    assert item["trajectories"].shape == (2, 6, 2)
+    assert item["masks"].shape == (2, 6, 24, 24) and item["masks"].dtype == torch.bool
+    assert item["flow"].shape == (2, 5, 24, 24)
+    assert item["camera"].shape == (6, 2) and item["light"].shape == (6,)
+    assert isinstance(item["label"], int) and item["class_name"] == S.CLASS_NAMES[item["label"]]
+    assert 8 <= item["group"] <= 14  # fold 2 tests groups 8-14
+    assert isinstance(item["caption"], str) and item["caption"]
+    assert all(0 <= a <= b < 6 for _, a, b in item["action_spans"])
+    batch = S.collate_clips([ds[0], ds[1]])
+    assert batch["video"].shape == (2, 3, 6, 24, 24) and batch["label"].dtype == torch.long
+    assert isinstance(batch["group"], list) and isinstance(batch["caption"], list)
+    plain = S.MovingShapes101("train", frames=4, size=16, truth=False)[0]
+    assert set(plain) == {"video", "label", "class_name", "group"}
+    with pytest.raises(IndexError):
+        ds[len(ds)]
