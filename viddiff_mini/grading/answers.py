@@ -57,6 +57,10 @@ def resolve_answers_dir(spec: str | os.PathLike | None = None) -> Path:
     text = str(spec)
     aliases = {"stubs": stubs_dir(), "student": stubs_dir(), "solutions": solutions_dir()}
     if text in aliases:
+        if not aliases[text].is_dir():
+            raise ValueError(
+                f"answers: {text!r} means {aliases[text]}, which does not exist here"
+                + (" (a student handout has no solutions)" if text == "solutions" else ""))
         return aliases[text]
     path = Path(text).expanduser()
     if not path.is_absolute() and not path.exists() and (repo_root() / path).exists():

@@ -19,6 +19,17 @@ from .answers import exercise_tests_dir, repo_root, resolve_answers_dir
 from .report import format_table, html_table
 
 
+def plugin_args() -> list[str]:
+    """``-p viddiff_mini.grading.plugin`` unless pytest already loads the plugin through the
+    installed package's ``pytest11`` entry point (naming it twice is an error)."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="pytest11"):
+        if ep.value == "viddiff_mini.grading.plugin":
+            return []
+    return ["-p", "viddiff_mini.grading.plugin"]
+
+
 @dataclass
 class CheckResult:
     """What ``check`` found: points and the per-exercise summary rows."""
@@ -28,6 +39,7 @@ class CheckResult:
     possible: float = 0.0
     summary: dict = field(default_factory=dict)
     error: str = ""
+    note: str = ""  # e.g. the test process died part-way (a crash in the answer)
 
     @property
     def all_passed(self) -> bool:
@@ -35,13 +47,15 @@ class CheckResult:
         return not self.error and self.possible > 0 and self.earned == self.possible
 
     def text(self) -> str:
-        return self.error or format_table(self.summary)
+        return self.error or format_table(self.summary) + (f"\n{self.note}" if self.note else "")
 
     def html(self) -> str:
+        import html as _html
+
         if self.error:
-            import html as _html
             return f"<pre>{_html.escape(self.error)}</pre>"
-        return html_table(self.summary)
+        note = f"<p><b>{_html.escape(self.note)}</b></p>" if self.note else ""
+        return html_table(self.summary) + note
 
     def __repr__(self) -> str:
         return f"CheckResult({self.exercise!r}: {self.earned:g}/{self.possible:g} points)"
@@ -82,10 +96,14 @@ def check(exercise: str, answers: str | os.PathLike | None = None, *, timeout: f
     with tempfile.TemporaryDirectory(prefix="viddiff_check_") as tmp:
         report = Path(tmp) / "grade.json"
         cmd = [sys.executable, "-m", "pytest", str(tests_dir), "-q", "-p", "no:cacheprovider",
-               "--rootdir", str(repo_root()), "--answers", str(folder),
+               *plugin_args(), "--rootdir", str(repo_root()), "--answers", str(folder),
                "--exercise", exercise, "--grade-json", str(report),
                "--per-test-timeout", str(per_test_timeout)]
-        env = dict(os.environ, VIDDIFF_ANSWERS=str(folder))
+        # The package importable from the child even in a source checkout that was never
+        # pip-installed (the child runs in a temp folder).
+        path = os.pathsep.join(p for p in (str(repo_root()), os.environ.get("PYTHONPATH", ""))
+                               if p)
+        env = dict(os.environ, VIDDIFF_ANSWERS=str(folder), PYTHONPATH=path)
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                                   env=env, cwd=tmp)
@@ -101,6 +119,11 @@ def check(exercise: str, answers: str | os.PathLike | None = None, *, timeout: f
                                       "hidden_included": any(t["hidden"] for t in data["tests"])})
                 if not data["exercises"]:
                     result.error = f"check({exercise!r}): no graded tests for this exercise"
+                elif not data.get("complete"):
+                    where = data.get("current") or "between tests"
+                    result.note = (f"The test process stopped early (exit code "
+                                   f"{proc.returncode}) while running {where}: a crash or "
+                                   f"os._exit in your code? Tests after it did not run.")
             elif proc.returncode == 5:
                 result = CheckResult(exercise, error=f"check({exercise!r}): no graded tests found "
                                                      f"for this exercise in {tests_dir}")

@@ -1,22 +1,33 @@
 """``viddiff grade SUBMISSIONS/ --tests HIDDEN/ --out grades.csv``: grade a batch of submissions.
 
 Each entry of ``SUBMISSIONS/`` is one submission: a folder or a ``.zip`` holding
-``lessons/exercises/ex11_*.py`` (or the ``ex11_*.py`` files anywhere inside). For each one:
+``lessons/exercises/ex11_*.py`` (or the ``ex11_*.py`` files anywhere inside, e.g. one
+folder deep). For each one:
 
 1. only the ``ex11_*.py`` files are copied (regular files, at most 1 MB each) into a fresh
-   temp folder; a zip with an absolute path or ``..`` in any entry is rejected, symlinks
+   temp folder: the answers come from there and nothing else of the submission is
+   importable; a zip with an absolute path or ``..`` in any entry is rejected, symlinks
    are ignored;
 2. the instructor's tests are copied into a *separate* fresh temp folder (read-only) and
    hashed, so a submission can neither replace nor edit them;
 3. pytest runs in its own process group with cwd, ``HOME`` and ``TMPDIR`` inside the
-   submission's copy, an address-space limit (``--memory``), a file-size cap on what it
-   writes (``--output-cap``), a per-test alarm (``--per-test-timeout``) and a wall-clock
-   limit (``--timeout``, then the whole process group is killed);
+   submission's copy, under :mod:`.limits` (``RLIMIT_AS`` from ``--memory``, a file-size
+   cap ``--output-cap`` on everything it writes, its captured stdout/stderr included, a CPU
+   backstop, and where the kernel has Landlock, no writes outside its folder), with
+   :mod:`.guard` in the process (no writes outside its folder, no new processes, no
+   signals to other processes: a test that tries fails with outcome "violation"), a
+   per-test alarm (``--per-test-timeout``) and a wall-clock limit per process
+   (``--timeout``, then the whole process group is killed);
 4. the plugin rewrites a JSON progress report as each test starts and ends. When the
-   process dies (a loop that ignores signals, ``os._exit``, a segfault, too much output),
-   the exercise whose test was running scores zero with the reason ("timed out after 5s",
-   "crashed the interpreter (SIGSEGV)") and the remaining tests run in a fresh process;
+   process dies (a loop that ignores signals, ``os._exit``, a segfault), the exercise whose
+   test was running scores zero with the reason ("timed out after 120s", "crashed the
+   interpreter (SIGSEGV)") and the remaining tests run in a fresh process. An exercise with
+   a test that timed out, wrote too much output or broke the sandbox also scores zero;
+   other exercises keep their points;
 5. if the tests copy (or the instructor's folder) changed, the submission scores zero.
+
+Time: ``--timeout`` bounds one grading process; a submission whose process was killed is
+resumed for the remaining exercises, so one hanging exercise costs one ``--timeout``.
 
 The CSV (one row per submission, a column per exercise, total, status, notes) is rewritten
 after every submission and once more at the end whatever happens, so the batch always
@@ -25,8 +36,8 @@ test says "hidden test failed" and is not named.
 
 Limits of this design (say so to students and colleagues): it guards against accidents and
 crude misbehaviour, not against a determined attacker. The submission runs in the same
-process as the tests and as the same user; run the grader in a container or as a
-throw-away user for real isolation.
+process as the tests and as the same user, so it could, for example, patch pytest to
+report a pass; run the grader in a container or as a throw-away user for real isolation.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -55,6 +67,9 @@ from .report import HIDDEN_MESSAGE, exercise_sort_key, one_line, summarize
 
 EX_FILE_RE = re.compile(r"^ex11_\d+\.py$")
 MAX_ANSWER_BYTES = 1 << 20
+# Test outcomes (set by the plugin) that zero the whole exercise.
+ZEROING = {"timeout": "timed out", "violation": "broke the grading sandbox",
+           "output limit": "wrote more output than allowed"}
 
 
 class Rejected(Exception):
@@ -95,12 +110,18 @@ def parse_size(text: str | int) -> int:
 
 
 def main(args) -> int:
-    summary = grade_all(
-        args.submissions, args.tests, args.out, feedback_dir=args.feedback,
-        timeout=args.timeout, per_test_timeout=args.per_test_timeout,
-        memory=parse_size(args.memory), output_cap=parse_size(args.output_cap),
-        jobs=args.jobs, histogram=args.histogram, progress=not args.no_progress)
+    try:
+        summary = grade_all(
+            args.submissions, args.tests, args.out, feedback_dir=args.feedback,
+            timeout=args.timeout, per_test_timeout=args.per_test_timeout,
+            memory=parse_size(args.memory), output_cap=parse_size(args.output_cap),
+            jobs=args.jobs, histogram=args.histogram, progress=not args.no_progress)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"viddiff grade: {e}", file=sys.stderr)
+        return 1
     print(summary["text"])
+    print(f"wrote {summary['csv']} and feedback in {summary['feedback']}"
+          + (f", histogram {args.histogram}" if args.histogram else ""))
     return 0
 
 
@@ -255,10 +276,19 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def run_pytest(args: list[str], cwd: Path, env: dict, limits: Limits, log: Path) -> tuple[int, bool]:
-    """Run ``python -m pytest ARGS`` under the limits; return ``(returncode, timed_out)``."""
-    cmd = [sys.executable, "-m", "viddiff_mini.grading.limits", str(limits.memory),
-           str(limits.output_cap), "--", sys.executable, "-m", "pytest", *args]
+def run_pytest(args: list[str], cwd: Path, env: dict, limits: Limits, log: Path,
+               allow_write: list[Path] | None = None) -> tuple[int, bool]:
+    """Run ``python -m pytest ARGS`` under the limits; return ``(returncode, timed_out)``.
+
+    stdout and stderr go to ``log``, which the output cap keeps small. ``allow_write``:
+    the only folders the process may write to (enforced where Landlock exists).
+    """
+    cpu = int(math.ceil(2 * limits.timeout)) + 30  # backstop only; the wall clock decides
+    cmd = [sys.executable, "-m", "viddiff_mini.grading.limits", "--memory", str(limits.memory),
+           "--fsize", str(limits.output_cap), "--cpu", str(cpu)]
+    for d in allow_write or []:
+        cmd += ["--allow-write", str(d)]
+    cmd += ["--", sys.executable, "-m", "pytest", *args]
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
@@ -280,7 +310,8 @@ def _env(home: Path) -> dict:
     (home / ".tmp").mkdir(exist_ok=True)
     env.update(HOME=str(home), TMPDIR=str(home / ".tmp"), OMP_NUM_THREADS="1",
                MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0",
-               PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", MPLBACKEND="Agg")
+               PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", MPLBACKEND="Agg",
+               MPLCONFIGDIR=str(home / ".tmp"))
     return env
 
 
@@ -321,18 +352,18 @@ def collect_catalog(tests_src: Path, limits: Limits) -> list[dict]:
 
 def _crash_reason(rc: int, timed_out: bool, limits: Limits) -> str:
     if timed_out:
-        return f"timed out after {limits.timeout:g}s"
+        return f"timed out after {limits.timeout:g}s (process killed)"
     if rc < 0:
         try:
             name = signal.Signals(-rc).name
         except ValueError:
             name = f"signal {-rc}"
         if name == "SIGXFSZ":
-            return f"wrote too much output (over {limits.output_cap} bytes); process stopped"
-        if name == "SIGKILL":
-            return "killed (SIGKILL): out of memory?"
+            return f"wrote more output than allowed ({limits.output_cap} bytes)"
+        if name in ("SIGXCPU", "SIGKILL"):
+            return f"killed ({name}): used too much CPU time or memory"
         return f"crashed the interpreter ({name})"
-    return f"exited the interpreter (exit code {rc}) in the middle of a test"
+    return f"ended the interpreter (exit code {rc}) in the middle of a test"
 
 
 @dataclass
@@ -348,11 +379,18 @@ class Result:
         return summarize(self.tests, self.zeroed)
 
 
+def _read_report(report: Path) -> dict:
+    try:
+        return json.loads(report.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def grade_one(sub: Path, tests_src: Path, catalog: list[dict], limits: Limits,
-              src_hash: str) -> Result:
+              src_hash: str, name: str | None = None) -> Result:
     """Grade one submission (see the module docstring); never raises for its misbehaviour."""
     start = time.time()
-    res = Result(sub.stem if sub.suffix.lower() == ".zip" else sub.name)
+    res = Result(name or (sub.stem if sub.suffix.lower() == ".zip" else sub.name))
     records = {t["nodeid"]: dict(t, outcome="pending", message="") for t in catalog}
     work = Path(tempfile.mkdtemp(prefix="viddiff_sub_"))
     troot = None
@@ -365,23 +403,29 @@ def grade_one(sub: Path, tests_src: Path, catalog: list[dict], limits: Limits,
             res.notes.append(str(e))
             for r in records.values():
                 r["outcome"], r["message"] = "zeroed", f"submission rejected: {e}"
+            res.zeroed = {t["exercise"]: f"submission rejected: {e}" for t in catalog}
             return res
         expected = sorted({f"ex11_{m.group(1)}.py" for t in catalog
                            if (m := re.search(r"test_ex11_(\d+)", t["nodeid"]))})
         missing = [m for m in expected if m not in found]
         if missing:
             res.notes.append("missing " + ", ".join(missing))
-        troot, tests_dir, tests_hash = copy_tests(tests_src)
-        rootdir = troot / "tests"
-        # Nodeids in the catalog are relative to a rootdir laid out the same way.
-        report = work / "report.json"
-        log = work / "pytest.log"
-        remaining = [n for n in records]
+        troot, _tests_dir, tests_hash = copy_tests(tests_src)
+        rootdir = troot / "tests"  # catalog nodeids are relative to a rootdir laid out so
+        report_dir = work / "report"  # written by the plugin only (the guard refuses others)
+        report_dir.mkdir()
+        report = report_dir / "grade.json"
+        env = _env(answers)
+        remaining = list(records)
+        run = 0
         while remaining:
+            run += 1
             report.unlink(missing_ok=True)
-            targets = [str(rootdir / n) for n in remaining]
-            rc, timed_out = run_pytest(_pytest_args(targets, answers, report, limits, rootdir),
-                                       answers, _env(answers), limits, log)
+            log = work / f"pytest_{run}.log"  # a fresh capped log per process
+            args = _pytest_args([str(rootdir / n) for n in remaining], answers, report, limits,
+                                rootdir, ["--sandbox", str(answers)])
+            rc, timed_out = run_pytest(args, answers, env, limits, log,
+                                       allow_write=[answers, report_dir])
             if tree_hash(rootdir) != tests_hash or tree_hash(tests_src) != src_hash:
                 res.status = "tests modified"
                 res.notes.append("the submission changed the grading tests: score 0")
@@ -389,30 +433,30 @@ def grade_one(sub: Path, tests_src: Path, catalog: list[dict], limits: Limits,
                     r["outcome"], r["message"] = "zeroed", "grading tests modified"
                 res.zeroed = {t["exercise"]: "grading tests modified" for t in catalog}
                 return res
-            data = {}
-            if report.is_file():
-                try:
-                    data = json.loads(report.read_text())
-                except (OSError, ValueError):
-                    data = {}
+            data = _read_report(report)
             progress = False
             for t in data.get("tests", []):
-                if t["nodeid"] in records and t["outcome"] != "pending" \
-                        and records[t["nodeid"]]["outcome"] == "pending":
-                    records[t["nodeid"]].update(outcome=t["outcome"], message=t["message"])
+                rec = records.get(t["nodeid"])
+                if rec is not None and t["outcome"] != "pending" and rec["outcome"] == "pending":
+                    rec.update(outcome=t["outcome"], message=t["message"])
                     progress = True
+                    if t["outcome"] in ZEROING and rec["exercise"] not in res.zeroed:
+                        reason = f"{ZEROING[t['outcome']]}: {one_line(t['message'], 150)}"
+                        res.zeroed[rec["exercise"]] = reason
+                        res.notes.append(f"{rec['exercise']}: {reason}")
             if data.get("complete"):
                 break
             current = data.get("current")
             if current in records:
                 ex = records[current]["exercise"]
                 reason = _crash_reason(rc, timed_out, limits)
-                res.zeroed.setdefault(ex, reason)
-                res.notes.append(f"{ex}: {reason}")
+                if ex not in res.zeroed:
+                    res.zeroed[ex] = reason
+                    res.notes.append(f"{ex}: {reason}")
                 progress = True
             if not progress:
-                tail = one_line(read_tail(log, 600).strip().splitlines()[-1]
-                                if read_tail(log, 600).strip() else "", 200)
+                text = read_tail(log, 600).strip()
+                tail = one_line(text.splitlines()[-1], 200) if text else ""
                 reason = (_crash_reason(rc, timed_out, limits) if (timed_out or rc < 0)
                           else f"grading process failed (exit code {rc}): {tail}")
                 res.status = "error"
@@ -423,7 +467,7 @@ def grade_one(sub: Path, tests_src: Path, catalog: list[dict], limits: Limits,
             remaining = [n for n, r in records.items()
                          if r["outcome"] == "pending" and r["exercise"] not in res.zeroed]
         for r in records.values():
-            if r["exercise"] in res.zeroed and r["outcome"] in ("pending", "passed"):
+            if r["exercise"] in res.zeroed and r["outcome"] in ("pending", "passed", "skipped"):
                 r["outcome"], r["message"] = "zeroed", res.zeroed[r["exercise"]]
             elif r["outcome"] == "pending":
                 r["outcome"] = "failed"
@@ -536,6 +580,9 @@ def grade_all(submissions, tests, out, *, feedback_dir=None, timeout=120.0,
                                            else min(30.0, timeout)),
                     memory=int(memory), output_cap=int(output_cap))
     subs = find_submissions(subs_root)
+    # A submission's name: the folder name or the zip's stem (the file name if both exist).
+    stems = [s.stem if s.suffix.lower() == ".zip" else s.name for s in subs]
+    names = {s: (st if stems.count(st) == 1 else s.name) for s, st in zip(subs, stems)}
     fb_dir = Path(feedback_dir) if feedback_dir else out.with_name(out.stem + "_feedback")
     src_hash = tree_hash(tests_src)
     catalog = collect_catalog(tests_src, limits)
@@ -559,14 +606,14 @@ def grade_all(submissions, tests, out, *, feedback_dir=None, timeout=120.0,
         bar = tqdm(total=len(subs), desc="grading", unit="submission")
     try:
         with cf.ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(grade_one, s, tests_src, catalog, limits, src_hash): s
-                       for s in subs}
+            futures = {pool.submit(grade_one, s, tests_src, catalog, limits, src_hash,
+                                   names[s]): s for s in subs}
             for fut in cf.as_completed(futures):
                 sub = futures[fut]
                 try:
                     res = fut.result()
                 except Exception as e:  # pragma: no cover - grade_one catches its own errors
-                    res = Result(sub.name, status="error", notes=[f"grader error: {e}"],
+                    res = Result(names[sub], status="error", notes=[f"grader error: {e}"],
                                  tests=[dict(t, outcome="zeroed", message="grader error")
                                         for t in catalog])
                 done(res)

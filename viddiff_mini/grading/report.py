@@ -4,7 +4,7 @@ One *test record* (a dict) per graded test::
 
     {"nodeid": "...", "exercise": "11.1.1a", "points": 2.0, "hidden": False,
      "outcome": "passed" | "failed" | "not attempted" | "timeout" | "missing" |
-                "skipped" | "pending" | "zeroed",
+                "violation" | "output limit" | "skipped" | "pending" | "zeroed",
      "message": "one line, what was expected"}
 
 A hidden test's message is always ``"hidden test failed"``: hidden tests never reveal
@@ -72,7 +72,11 @@ def summarize(tests: list[dict], zeroed: dict[str, str] | None = None) -> dict:
         elif any(t["outcome"] == "pending" for t in tests if t["exercise"] == ex):
             e["status"] = "not run"
         else:
-            e["status"] = f"{e['tests'] - e['passed']} failed"
+            mine = [t["outcome"] for t in tests if t["exercise"] == ex]
+            not_run = sum(o == "skipped" for o in mine)
+            failed = e["tests"] - e["passed"] - not_run
+            e["status"] = ", ".join(x for x in (f"{failed} failed" if failed else "",
+                                                f"{not_run} not run" if not_run else "") if x)
     ordered = sorted(exercises.values(), key=lambda e: exercise_sort_key(e["exercise"]))
     total_e = sum(e["earned"] for e in ordered)
     total_p = sum(e["possible"] for e in ordered)
