@@ -188,7 +188,8 @@ def make_cond(cfg: TrainConfig, batch: dict, g: torch.Generator, device: torch.d
         keep = torch.rand(cfg.batch_size, generator=g) >= cfg.cond_drop
         return {"label": batch["label"].to(device), "label_keep": keep[rank::world].to(device)}
     from viddiff_mini.control.compose import build_cond
-    return build_cond(cfg.conditions, batch, device, drop_p=cfg.cond_drop, generator=g)
+    return build_cond(cfg.conditions, batch, device, drop_p=cfg.cond_drop, generator=g,
+                      rank=rank, world=world)
 
 
 def make_diffusion(cfg: TrainConfig):
@@ -314,7 +315,11 @@ def sample_grid(model, diffusion, cfg: TrainConfig, device, n: int, seed: int,
     """n class-conditional samples (n,c,t,h,w) in [-1,1]; labels spread over the classes."""
     if labels is None:
         labels = torch.arange(n) % cfg.num_classes
-    cond = {"label": labels.to(device)}
+    if cfg.conditions == ["label"]:
+        cond = {"label": labels.to(device)}
+    else:  # other controls: taken from the ground truth of test clips of those classes
+        from viddiff_mini.control.compose import truth_cond_for_labels
+        cond = truth_cond_for_labels(cfg, labels, device)
     g = torch.Generator(device=device).manual_seed(seed)
     scale = cfg.guidance if guidance is None else guidance
     model.eval()

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 __all__ = ["FIRST_FRAME_CHANNELS", "MOTION_DIM", "first_frame_maps", "first_frame_hook",
            "encode_motion", "measure_motion", "psnr", "ssim_lite", "first_frame_fidelity",
-           "motion_diversity", "animate", "check_image"]
+           "motion_diversity", "animate", "check_image", "motion_from_truth"]
 
 FIRST_FRAME_CHANNELS = 4   # rgb on frame 0 + indicator channel
 MOTION_DIM = 6             # camera (dx, dy, present), object (dx, dy, present)
@@ -97,6 +97,22 @@ def encode_motion(camera=None, obj=None, scale: float = 4.0) -> torch.Tensor:
         out[off:off + 2] = v / scale
         out[off + 2] = 1.0
     return out
+
+
+def motion_from_truth(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ground-truth camera and object motion of a ``render_batch(..., truth=True)`` batch.
+
+    Returns ``camera (b, 2)`` -- the apparent motion of the background on screen, px/frame
+    (a pan to the right moves the background left: negative dx), the convention of
+    :func:`encode_motion` and :func:`measure_motion` -- and ``object (b, 2)``: object 0's
+    screen velocity minus the camera part (its motion in the world), NaN when the object
+    is missing. Zooms have no single translation: their camera part is 0.
+    """
+    cam = batch["camera"].float()                                    # (b, t, 2) offsets
+    camera = -(cam[:, 1:] - cam[:, :-1]).mean(1)                      # (b, 2)
+    tr = batch["trajectories"][:, 0].float()                          # (b, t, 2)
+    vel = (tr[:, 1:] - tr[:, :-1]).nanmean(1)
+    return camera, vel - camera
 
 
 def measure_motion(video: torch.Tensor, masks: torch.Tensor | None = None,

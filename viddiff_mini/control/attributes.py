@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from .text import COLORS, nearest_color, parse_caption
+from .text import COLORS, measure_color
 
 __all__ = ["ATTRIBUTE_SPEC", "ATTRIBUTE_NAMES", "ATTRIBUTE_COLORS", "attribute_dim",
            "encode_attributes", "decode_attributes", "attributes_from_truth",
@@ -137,19 +137,20 @@ def _track_attrs(track: torch.Tensor, mask: torch.Tensor | None) -> dict:
 def attributes_from_truth(batch: dict) -> list[dict]:
     """Per-clip attribute dicts of a collated MovingShapes batch (with truth).
 
-    Object 0 (the captioned subject) is used: speed and direction from its ground-truth
-    trajectory, size from its mask, colour from the caption's first colour word, brightness
-    from the video. Attributes a clip does not have (e.g. direction of a still object) are
-    left out.
+    Object 0 is used: speed and direction from its ground-truth trajectory, size from its
+    mask, colour = the palette colour of its masked pixels over the first quarter of the
+    clip (the colour it starts with), brightness = the mean of the video. Attributes a clip
+    does not have (e.g. the direction of a still object) are left out.
     """
-    video, trajs, masks = batch["video"], batch["trajectories"], batch["masks"]
+    video, trajs, masks = batch["video"].float().cpu(), batch["trajectories"], batch["masks"]
     out = []
     for i in range(video.shape[0]):
-        a = _track_attrs(trajs[i, 0].float().cpu(), masks[i, 0].cpu())
-        cols = parse_caption(batch["caption"][i])["colors"] if "caption" in batch else []
-        cols = [c for c in cols if c in ATTRIBUTE_COLORS]
-        if cols:
-            a["colour"] = cols[0]
+        m = masks[i, 0].cpu()
+        a = _track_attrs(trajs[i, 0].float().cpu(), m)
+        name = measure_color(video[i], m, slice(0, max(1, m.shape[0] // 4))) \
+            or measure_color(video[i], m)
+        if name in ATTRIBUTE_COLORS:
+            a["colour"] = name
         a["brightness"] = float(video[i].mean().clamp(-1, 1))
         out.append(a)
     return out
@@ -159,8 +160,9 @@ def measure_attributes(video: torch.Tensor, masks: torch.Tensor | None = None) -
     """Measured attributes of each clip of ``video (b, 3, t, h, w)``.
 
     masks: ``(b, k, t, h, w)`` bool (object 0 is measured) or None (a foreground estimate
-    from the temporal median: fine for moving objects on a still camera). Colour is the
-    nearest palette colour to the mean object pixel.
+    from the temporal median: fine for moving objects on a still camera). Colour:
+    :func:`~.text.measure_color` over the first quarter of the clip (median pixel, nearest
+    palette colour up to brightness).
     """
     from .trajectory import foreground_map, mask_centroids
 
@@ -175,11 +177,9 @@ def measure_attributes(video: torch.Tensor, masks: torch.Tensor | None = None) -
         m = masks[i, 0].bool().cpu() if masks is not None else (foreground_map(video[i:i + 1])[0] > 0.5).cpu()
         v = video[i].cpu()
         a = _track_attrs(mask_centroids(m), m)
-        if m.any():
-            rgb = v.permute(1, 2, 3, 0)[m].mean(0)
-            name = nearest_color(rgb)
-            if name in ATTRIBUTE_COLORS:
-                a["colour"] = name
+        name = measure_color(v, m, slice(0, max(1, m.shape[0] // 4))) or measure_color(v, m)
+        if name in ATTRIBUTE_COLORS:
+            a["colour"] = name
         a["brightness"] = float(v.mean())
         out.append(a)
     return out

@@ -121,42 +121,47 @@ def repaint_sample(model, diffusion, source: torch.Tensor, mask, cond: dict | No
 
     The final state at t = 0 is the source outside the mask (exactly).
     """
-    from viddiff_mini.diffusion.samplers import ddim_step, time_grid
+    from viddiff_mini.diffusion.samplers import ddim_step, make_grid
 
     m = check_mask(mask, source)
-    grid = time_grid(steps, diffusion.t_max, 0.0)
+    grid = make_grid(diffusion.schedule, steps, diffusion.t_max)
     dev = source.device
 
     def noise():
         return torch.randn(source.shape, generator=generator,
                            device=generator.device if generator is not None else dev).to(dev)
 
-    x = noise()
+    x = grid[0].sigma * noise()
     with torch.no_grad():
         for i in range(steps):
-            t, s = grid[i], grid[i + 1]
-            a_t, s_t = (float(v) for v in diffusion.schedule.alpha_sigma(t))
-            known = a_t * source + s_t * noise()
+            p_t, p_s = grid[i], grid[i + 1]
+            # the known region: the source noised to this step's time, fresh noise each step
+            known = p_t.alpha * source + p_t.sigma * noise()
             x = torch.where(m, x, known)
-            x0, eps = diffusion.predict_x0_eps(model, x, t, cond, guidance)
+            x0, _ = diffusion.predict_x0_eps(model, x, p_t.t, cond, guidance)
             x0 = x0.clamp(-1, 1)
             if x0_hook is not None:
-                x0 = x0_hook(x0, t, x)
-            eps = (x - a_t * x0) / s_t
-            x = x0 if s <= 0 else ddim_step(diffusion.schedule, x0, eps, t, s, 0.0, None)
+                x0 = x0_hook(x0, p_t.t, x)
+            eps = (x - p_t.alpha * x0) / p_t.sigma
+            x = x0 if p_s.t <= 0 else ddim_step(x0, eps, p_t, p_s, 0.0, None)
     return torch.where(m, x.clamp(-1, 1), source)
 
 
 def warp_drag(source: torch.Tensor, starts, targets, radius: float = 6.0, mask=None,
-              ease: bool = True) -> torch.Tensor:
+              ease: bool = True, fill: str = "ring") -> torch.Tensor:
     """Model-free drag: move the content around each start point to its target over the clip.
 
     source ``(b, 3, t, h, w)``. At frame f the disc of ``radius`` around the dragged point's
     position ``p_f`` shows the source frame-0 content around the start (a backward warp by
-    ``start - p_f``); the area it vacated keeps the source. ``mask`` (optional, any shape
-    :func:`check_mask` takes) limits where pixels may change: outside it the result is the
-    source exactly. Returns ``(b, 3, t, h, w)``.
+    ``start - p_f``). The area it vacated (the start disc, where the moved disc no longer
+    covers it) is filled by ``fill``: ``"ring"`` -- the mean colour of a 2-pixel ring around
+    the start disc in that frame (a crude inpainting; this is what a diffusion model does
+    much better), or ``"keep"`` -- the source (a ghost stays behind). ``mask`` (optional,
+    any shape :func:`check_mask` takes) limits where pixels may change: outside it the
+    result is the source exactly. Returns ``(b, 3, t, h, w)``.
     """
+    if fill not in ("ring", "keep"):
+        raise ValueError(f"fill: expected 'ring' or 'keep', got {fill!r}")
     b, c, t, h, w = source.shape
     paths = drag_paths(starts, targets, t, ease)                  # (m, t, 2)
     check_trajectories(paths, (h, w))                             # targets inside the frame
@@ -164,14 +169,22 @@ def warp_drag(source: torch.Tensor, starts, targets, radius: float = 6.0, mask=N
     out = source.clone()
     frame0 = source[:, :, 0]
     for p, start in zip(paths, _as_points(starts)):
+        d_start = ((xx - start[0]) ** 2 + (yy - start[1]) ** 2).sqrt()
+        ring = (d_start > radius) & (d_start <= radius + 2)
         for f in range(t):
+            disc = ((xx - p[f, 0]) ** 2 + (yy - p[f, 1]) ** 2) <= radius**2
+            if fill == "ring":
+                hole = (d_start <= radius) & ~disc
+                r = ring & ~disc
+                if hole.any() and r.any():
+                    colour = out[:, :, f][..., r].mean(-1)               # (b, c)
+                    out[:, :, f] = torch.where(hole, colour[..., None, None], out[:, :, f])
             shift = start - p[f]                                   # sample from start region
             gx = (xx + shift[0]) / max(w - 1, 1) * 2 - 1
             gy = (yy + shift[1]) / max(h - 1, 1) * 2 - 1
             grid = torch.stack([gx, gy], -1)[None].expand(b, h, w, 2)
             moved = F.grid_sample(frame0, grid, mode="bilinear", padding_mode="border",
                                   align_corners=True)
-            disc = ((xx - p[f, 0]) ** 2 + (yy - p[f, 1]) ** 2) <= radius**2
             out[:, :, f] = torch.where(disc, moved, out[:, :, f])
     if mask is not None:
         out = torch.where(check_mask(mask, source), out, source)
