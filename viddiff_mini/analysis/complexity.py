@@ -8,11 +8,14 @@ Analytic costs (:func:`conv3d_cost`, :func:`attention_cost`) count FLOPs the way
 * attention ``softmax(Q K^T) V`` with Lq queries, Lk keys, head width d counts
   ``2 Lq Lk d`` (scores) + ``2 Lq Lk d`` (weighted sum) per head.
 
-On CPU ``FlopCounterMode`` has no formula for the fused SDPA kernel (it counts 0), so
-:func:`measure` runs attention under the *math* backend
-(``torch.nn.attention.sdpa_kernel(SDPBackend.MATH)``), which performs the two batched
-matmuls visibly. On CUDA the flash / efficient kernels have registered formulas that give
-the same count.
+On CPU ``FlopCounterMode`` has no formula for the fused SDPA kernel
+(``_scaled_dot_product_flash_attention_for_cpu``: it counts 0), so :func:`measure` runs
+attention under the *math* backend (``torch.nn.attention.sdpa_kernel(SDPBackend.MATH)``),
+which performs the two batched matmuls visibly; this is what the tests check, for every
+kind in ``nn/conv3d.py`` and ``nn/attention.py``. On CUDA the flash / efficient / cuDNN
+kernels have registered formulas in ``torch.utils.flop_counter`` (``4 b heads Lq Lk d``,
+the same count), so the fast kernels are measured as they are (not verified by this
+package's CPU tests).
 
 Memory: :func:`measure` reports peak memory from the CUDA caching allocator on a GPU and,
 on CPU, from :class:`LiveTensorBytes`, a ``TorchDispatchMode`` that adds the bytes of every
@@ -171,7 +174,17 @@ def attention_cost(kind: str, t: int, h: int, w: int, dim: int, heads: int = 4,
     kernel computes every score; :meth:`SparseAttention.density` says what a sparse kernel
     would keep); none — nothing.
     """
+    from viddiff_mini.nn.attention import _KIND_OPTS, ATTENTION_KINDS
+
     _check_dims(t=t, h=h, w=w, dim=dim, heads=heads, batch=batch)
+    if kind not in _KIND_OPTS:
+        raise ValueError(f"attention kind {kind!r} unknown; expected one of {ATTENTION_KINDS}")
+    bad = sorted(set(opts) - set(_KIND_OPTS[kind]))
+    if bad:  # the same check as build_attention: a silently ignored option is a bug
+        raise ValueError(f"attention kind {kind!r} does not take option(s) {bad}; "
+                         f"it takes {list(_KIND_OPTS[kind])}")
+    if dim % heads:
+        raise ValueError(f"heads={heads} must divide dim={dim}")
     n = t * h * w
     acts = {"input": batch * dim * n}
     if kind == "none":
@@ -183,7 +196,7 @@ def attention_cost(kind: str, t: int, h: int, w: int, dim: int, heads: int = 4,
     elif kind == "temporal":
         c = _attn_block(batch * h * w, t, dim, heads) if t > 1 else \
             Cost(_attn_block(1, 1, dim, heads).params, 0, {})
-    elif kind == "divided":
+    elif kind == "divided":  # causal only changes the mask, not the count
         c = attention_cost("spatial", t, h, w, dim, heads, batch) + \
             attention_cost("temporal", t, h, w, dim, heads, batch)
         c.activations["input"] = batch * dim * n
@@ -195,10 +208,8 @@ def attention_cost(kind: str, t: int, h: int, w: int, dim: int, heads: int = 4,
         if t % wt or h % wh or w % ww:
             raise ValueError(f"window={win} must divide the clip shape (t, h, w)=({t}, {h}, {w})")
         c = _attn_block(batch * (t // wt) * (h // wh) * (w // ww), wt * wh * ww, dim, heads)
-    else:
-        from viddiff_mini.nn.attention import ATTENTION_KINDS
-
-        raise ValueError(f"attention kind {kind!r} unknown; expected one of {ATTENTION_KINDS}")
+    else:  # pragma: no cover - every kind of _KIND_OPTS is handled above
+        raise ValueError(f"attention kind {kind!r} has no cost formula")
     c.activations = {"input": batch * dim * n, **c.activations}
     return c
 
@@ -340,7 +351,7 @@ def training_step_cost(model: torch.nn.Module, diffusion, x0: torch.Tensor, cond
             loss = diffusion.loss(model, x0, cond, generator=g)
         loss.backward()
         opt.step()
-        return float(loss)
+        return loss.item()
 
     step()  # warm-up: allocator caches, lazy inits
     opt.zero_grad(set_to_none=True)

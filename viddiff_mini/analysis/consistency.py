@@ -28,6 +28,7 @@ from viddiff_mini.analysis.motion import (
     constant_velocity_residual,
     estimate_flow,
     pixel_grid,
+    trajectories_from_masks,
     trajectory_acceleration,
     warp,
 )
@@ -44,6 +45,16 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- object persistence
+def _check_masks(masks, video: torch.Tensor | None = None) -> None:
+    if not isinstance(masks, torch.Tensor) or masks.ndim != 5:
+        shape = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
+        raise ValueError(f"masks: expected (b, k, t, h, w) bool, got {shape}")
+    if video is not None and (masks.shape[0] != video.shape[0]
+                              or masks.shape[2:] != video.shape[2:]):
+        raise ValueError(f"masks: expected (b, k, t, h, w) matching video (b, c, t, h, w) = "
+                         f"{tuple(video.shape)}, got {tuple(masks.shape)}")
+
+
 def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """IoU of boolean masks over the last two axes: (..., h, w) x (..., h, w) -> (...).
 
@@ -56,60 +67,74 @@ def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def object_persistence(masks: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-object persistence: mean IoU of each tracked mask with its motion-compensated
-    self in the next frame.
+    """Per-object persistence: mean IoU of each mask with its motion-compensated self in
+    the next frame.
 
-    masks: (b, k, t, h, w) bool. flow: optional (b, 2, t-1, h, w). With flow, the mask of
-    frame i+1 is warped back to frame i (so motion does not lower the score); without flow,
-    the next mask is translated so the centroids coincide. Returns (b, k) in [0, 1]:
-    1 = the object keeps its shape; lower = it deforms, vanishes or changes identity.
-    NaN for an object that is never present.
+    masks: (b, k, t, h, w) bool. The object's displacement from frame i to i+1 is the mean
+    ``flow`` (b, 2, t-1, h, w) over its frame-i mask when flow is given, else the motion
+    of its centroid; the mask of frame i+1 is moved back by that displacement and compared
+    with the mask of frame i. Returns (b, k) in [0, 1]: 1 = the object keeps its shape
+    (identity and outline persist); lower = it deforms, vanishes, pops or splits. NaN for
+    an object present in no consecutive pair of frames.
+
+    (A *dense* backward warp of the next mask would be wrong here: at the object's leading
+    edge the flow of frame i is the background's, so the mask would be smeared.)
+    Rigid translation is compensated; rotation and scaling lower the score a little.
     """
-    if masks.ndim != 5:
-        raise ValueError(f"masks: expected (b, k, t, h, w) bool, got {tuple(masks.shape)}")
+    _check_masks(masks)
     b, k, t, h, w = masks.shape
-    cur = masks[:, :, :-1].float()
-    nxt = masks[:, :, 1:].float()
+    if t < 2:
+        return torch.full((b, k), float("nan"))
+    if flow is not None and tuple(flow.shape) != (b, 2, t - 1, h, w):
+        raise ValueError(f"flow: expected (b, 2, t-1, h, w) = {(b, 2, t - 1, h, w)} for masks "
+                         f"{tuple(masks.shape)}, got {tuple(flow.shape)}")
+    cur = masks[:, :, :-1].float()  # (b, k, t-1, h, w)
     if flow is not None:
-        nx = rearrange(nxt, "b k t h w -> (b t k) 1 h w")
-        # flow is per (b, t); repeat it for every object k, in (b t k) order
-        fl = rearrange(flow.float(), "b two t h w -> b t two h w")
-        fl = fl[:, :, None].expand(b, t - 1, k, 2, h, w).reshape(-1, 2, h, w)
-        back = warp(nx, fl, padding_mode="zeros")
-        nxt = rearrange(back[:, 0], "(b t k) h w -> b k t h w", b=b, k=k) > 0.5
+        fl = flow.float()[:, None]  # (b, 1, 2, t-1, h, w)
+        area = cur.sum((-2, -1))  # (b, k, t-1)
+        shift = (fl * cur[:, :, None]).sum((-2, -1)) / area.clamp_min(1)[:, :, None]
+        shift = rearrange(shift, "b k two t -> b k t two")
+        shift = torch.where((area > 0)[..., None], shift, torch.zeros_like(shift))
     else:
-        from viddiff_mini.analysis.motion import trajectories_from_masks
-
         tr = trajectories_from_masks(masks.bool())  # (b, k, t, 2)
-        shift = torch.nan_to_num(tr[:, :, 1:] - tr[:, :, :-1])  # move next back by this
-        fl = rearrange(shift, "b k t two -> (b k t) two")[:, :, None, None].expand(-1, 2, h, w)
-        nx = rearrange(nxt, "b k t h w -> (b k t) 1 h w")
-        back = warp(nx, fl.contiguous(), padding_mode="zeros")
-        nxt = rearrange(back[:, 0], "(b k t) h w -> b k t h w", b=b, k=k) > 0.5
+        shift = torch.nan_to_num(tr[:, :, 1:] - tr[:, :, :-1])
+    # out(p) = next(p + shift): moves the next mask back onto frame i
+    fl = rearrange(shift, "b k t two -> (b k t) two")[:, :, None, None].expand(-1, 2, h, w)
+    nx = rearrange(masks[:, :, 1:].float(), "b k t h w -> (b k t) 1 h w")
+    back = warp(nx, fl.contiguous(), padding_mode="zeros")
+    nxt = rearrange(back[:, 0], "(b k t) h w -> b k t h w", b=b, k=k) > 0.5
     iou = mask_iou(cur > 0.5, nxt)  # (b, k, t-1)
     return torch.nanmean(iou, dim=-1)
 
 
-def appearance_drift(video: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+def appearance_drift(video: torch.Tensor, masks: torch.Tensor, erode: int = 1) -> torch.Tensor:
     """How much each object's mean colour wanders: (b, c, t, h, w), (b, k, t, h, w) -> (b, k).
 
     The largest distance (in [-1, 1] RGB units) between the object's mean colour in any
     frame and in its first visible frame. 0 = stable appearance (colour, texture mean).
+    Masks are eroded by ``erode`` pixels first (antialiased edge pixels mix object and
+    background, and how many there are changes with the sub-pixel position); a mask that
+    erosion would empty is used as it is.
     """
     check_video(video, "video")
-    m = masks.float()[:, None]  # (b, 1, k, t, h, w)
+    _check_masks(masks, video)
+    m = masks.float()
+    if erode > 0:
+        flat = rearrange(m, "b k t h w -> (b k t) 1 h w")
+        er = -F.max_pool2d(-flat, 2 * erode + 1, stride=1, padding=erode)
+        er = rearrange(er[:, 0], "(b k t) h w -> b k t h w", b=m.shape[0], k=m.shape[1])
+        m = torch.where(er.sum((-2, -1), keepdim=True) > 0, er, m)
+    m = m[:, None]  # (b, 1, k, t, h, w)
     v = video.float()[:, :, None]  # (b, c, 1, t, h, w)
     area = m.sum((-2, -1))  # (b, 1, k, t)
     mean = (v * m).sum((-2, -1)) / area.clamp_min(1)  # (b, c, k, t)
     present = area[:, 0] > 0  # (b, k, t)
-    out = torch.full(present.shape[:2], float("nan"))
-    for i in range(present.shape[0]):
-        for j in range(present.shape[1]):
-            idx = present[i, j].nonzero()[:, 0]
-            if len(idx):
-                col = mean[i, :, j, idx]  # (c, n)
-                out[i, j] = (col - col[:, :1]).norm(dim=0).max()
-    return out
+    # colour in the first frame where the object is visible, per (clip, object)
+    first = present.float().argmax(-1)  # (b, k); 0 when never present (masked below)
+    ref = torch.gather(mean, 3, first[:, None, :, None].expand(-1, mean.shape[1], -1, 1))
+    dist = (mean - ref).norm(dim=1)  # (b, k, t)
+    dist = torch.where(present, dist, torch.full_like(dist, float("nan")))
+    return _nanmax(dist)
 
 
 # --------------------------------------------------------------------------- motion continuity
@@ -120,12 +145,21 @@ def motion_continuity(trajectories: torch.Tensor) -> dict[str, torch.Tensor]:
     velocity), ``max_acc`` (b, k): the largest jump — a teleporting object shows here, and
     ``max_speed`` (b, k) in px/frame. NaN points (absent objects) are ignored.
     """
+    if trajectories.ndim < 2 or trajectories.shape[-1] != 2:
+        raise ValueError(f"trajectories: expected (b, k, t, 2) pixel centres (x, y), got "
+                         f"{tuple(trajectories.shape)}")
     acc = trajectory_acceleration(trajectories).norm(dim=-1)
     vel = (trajectories[..., 1:, :] - trajectories[..., :-1, :]).norm(dim=-1)
-    nanmax = lambda x: torch.nan_to_num(x, nan=-1.0).amax(-1).where(  # noqa: E731
-        ~torch.isnan(x).all(-1), torch.tensor(float("nan")))
-    return {"mean_acc": constant_velocity_residual(trajectories), "max_acc": nanmax(acc),
-            "max_speed": nanmax(vel)}
+    return {"mean_acc": constant_velocity_residual(trajectories), "max_acc": _nanmax(acc),
+            "max_speed": _nanmax(vel)}
+
+
+def _nanmax(x: torch.Tensor) -> torch.Tensor:
+    """Max over the last axis ignoring NaN; NaN where every entry is NaN (or there is none)."""
+    if x.shape[-1] == 0:
+        return torch.full(x.shape[:-1], float("nan"), device=x.device)
+    m = torch.nan_to_num(x, nan=float("-inf")).amax(-1)
+    return torch.where(torch.isinf(m), torch.full_like(m, float("nan")), m)
 
 
 # --------------------------------------------------------------------------- lighting
@@ -189,6 +223,7 @@ def warp_residual(video: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor
     video: (b, c, t, h, w); flow: (b, 2, t-1, h, w). Returns (residual (b, c, t-1, h, w),
     valid (b, 1, t-1, h, w) bool: the warped position is inside the frame).
     """
+    check_video(video, "video", min_frames=2)
     b, c, t, h, w = video.shape
     if flow.shape != (b, 2, t - 1, h, w):
         raise ValueError(f"flow: expected (b, 2, t-1, h, w) = {(b, 2, t - 1, h, w)} for video "
@@ -302,7 +337,8 @@ def flow_warp_loss(pred_x0: torch.Tensor, target_x0: torch.Tensor | None = None,
     frame is warped along the motion first, moving objects are not smoothed away — only
     changes that motion does not explain (flicker, popping). ``flow`` (b, 2, t-1, h, w):
     ground truth when available; if None it is estimated from the target (or the
-    prediction) without gradient.
+    prediction) without gradient — Horn–Schunck on every training step is slow on CPU,
+    so pass the flow when you have it.
     """
     _check_pair(pred_x0, target_x0)
     if pred_x0.shape[2] < 2:
@@ -348,9 +384,9 @@ def feature_loss(pred_x0: torch.Tensor, target_x0: torch.Tensor | None = None,
     """Feature-level loss: the frame-difference loss in a fixed random conv feature space.
 
     Features phi (16 then 32 channels, stride 2) are computed per frame; loss =
-    mean ((phi_{i+1} - phi_i)_pred - (phi_{i+1} - phi_i)_target)^2. Compared with pixels,
-    features are less sensitive to a global brightness offset and more to structure
-    (edges appearing / vanishing). ``flow`` is unused.
+    mean ((phi_{i+1} - phi_i)_pred - (phi_{i+1} - phi_i)_target)^2. Conv features respond
+    to local structure (edges, textures), so this weighs an edge that appears or shimmers
+    more than a smooth change of the same energy in pixels. ``flow`` is unused.
     """
     _check_pair(pred_x0, target_x0)
     if pred_x0.shape[2] < 2:
@@ -403,6 +439,8 @@ def temporal_regularise(observed: torch.Tensor, name: str = "flow_warp", weight:
     loss_fn = get_temporal_loss(name)
     x = observed.detach().clone().float().requires_grad_(True)
     obs = observed.detach().float()
+    if name == "flow_warp" and flow is None and obs.shape[2] > 1:
+        flow = estimate_flow(obs.clamp(-1, 1))  # once, from the observation (not every step)
     opt = torch.optim.Adam([x], lr=lr)
     for _ in range(steps):
         opt.zero_grad()
