@@ -33,8 +33,15 @@ from viddiff_mini.utils import atomic_write_bytes
 def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
                  sampler: str = "ddim", guidance: float | None = None, seed: int = 0,
                  probe_path: str | Path | None = None, batch: int = 64,
-                 progress: bool = True) -> dict:
-    """Sample ``n_per_class`` clips for every class of a run and score them."""
+                 progress: bool = True, fvd: bool = True, controls: bool = True) -> dict:
+    """Sample ``n_per_class`` clips for every class of a run and score them.
+
+    Always: probe accuracy. ``fvd``: FVD-probe and the temporal metrics of
+    ``metrics/fvd.py`` (protocol ``msh101-v1``, restricted to the run's classes).
+    ``controls``: for a run trained with ``--conditions`` other than the label, the
+    ground-truth control metrics of ``metrics/control.py`` (trajectory error in pixels,
+    masked PSNR, first-frame fidelity, attribute error, gravity error, text-video score).
+    """
     from viddiff_mini.data.synthetic import CLASS_NAMES
     from viddiff_mini.train import load_run, sample_grid
 
@@ -56,12 +63,15 @@ def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
         "per_class": {CLASS_NAMES[k]: v for k, v in acc["per_class"].items()},
         "probe": str(probe_path or DEFAULT_PROBE),
     }
-    try:  # FVD-probe and temporal metrics, when the 11.1 metrics module is installed
+    if fvd:
         from viddiff_mini.metrics.fvd import evaluate_samples
         report.update(evaluate_samples(samples, labels=labels, probe=probe, frames=cfg.frames,
                                        size=cfg.size))
-    except ImportError:
-        pass
+    if controls and cfg.conditions != ["label"]:
+        from viddiff_mini.metrics.control import evaluate_controls
+        ctrl = evaluate_controls(model, diffusion, cfg, n=min(8, len(labels)), steps=steps,
+                                 seed=seed, guidance=guidance)
+        report.update({f"control/{k}": v for k, v in ctrl.items() if k != "run"})
     return report
 
 
@@ -86,6 +96,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float)
     p.add_argument("--probe", help=f"probe weights (default {DEFAULT_PROBE})")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-fvd", action="store_true",
+                   help="skip FVD-probe and temporal metrics (they render 10 real clips per "
+                        "class and estimate optical flow: slow on a CPU)")
+    p.add_argument("--no-controls", action="store_true", help="skip the control metrics")
     p.add_argument("--out", help="run: report JSON path (default RUN/eval.json); "
                                  "train-probe: probe weights path")
     p.add_argument("--batch", type=int, default=None)
@@ -104,7 +118,8 @@ def main(args: argparse.Namespace) -> int:
         report = evaluate_run(args.target, n_per_class=args.n_per_class,
                               steps=args.steps or 50, sampler=args.sampler,
                               guidance=args.guidance, seed=args.seed, probe_path=args.probe,
-                              batch=args.batch or 64)
+                              batch=args.batch or 64, fvd=not args.no_fvd,
+                              controls=not args.no_controls)
     except (FileNotFoundError, ValueError) as e:
         print(f"viddiff eval: {e}", file=sys.stderr)
         return 1

@@ -173,6 +173,16 @@ def build_model_for(cfg: TrainConfig) -> nn.Module:
         kwargs.update(extra)
     if cfg.grad_checkpoint:
         kwargs["checkpoint"] = True
+    # Models that can check the clip shape at construction (a window or patch that does not
+    # divide it, a frame count the hierarchy cannot halve) get it, so a bad config fails
+    # here with a message instead of deep inside the first forward pass.
+    import inspect
+
+    from viddiff_mini.models import MODELS
+    accepted = inspect.signature(MODELS[cfg.model]).parameters if cfg.model in MODELS else {}
+    if "frames" in accepted and "image_size" in accepted:
+        kwargs.setdefault("frames", cfg.frames)
+        kwargs.setdefault("image_size", cfg.size)
     return build_model(cfg.model, **kwargs)
 
 
