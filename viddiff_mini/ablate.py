@@ -475,13 +475,14 @@ def markdown_table(result: dict) -> str:
 
 def plot_result(result: dict, path: Path) -> None:
     """Three panels per variant: eval loss, throughput, FLOPs per clip."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # the Figure API draws without pyplot: no backend switch, so a notebook that calls
+    # this keeps showing its own figures inline
+    from matplotlib.figure import Figure
 
     rows = result["rows"]
     names = [r["variant"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 0.32 * len(rows) + 1.8), sharey=True)
+    fig = Figure(figsize=(13, 0.32 * len(rows) + 1.8))
+    axes = fig.subplots(1, 3, sharey=True)
     panels = [("eval_loss", "held-out loss (lower is better)"),
               ("clips_per_s", "training clips / s"), ("flops_per_clip", "FLOPs per clip")]
     for ax, (key, title) in zip(axes, panels):
@@ -497,7 +498,6 @@ def plot_result(result: dict, path: Path) -> None:
                  f"~{_fmt_count(result['config']['target_params'])}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def write_report(result: dict, out: Path) -> dict[str, Path]:

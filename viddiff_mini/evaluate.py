@@ -106,6 +106,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", type=int, default=101, help="train-probe: first K classes")
     p.add_argument("--lr", type=float, default=2e-3, help="train-probe: learning rate")
     p.add_argument("--eval-n", type=int, default=2000, help="train-probe: test clips to score")
+    p.add_argument("--init", help="train-probe: continue from this probe file (fine-tune)")
 
 
 def main(args: argparse.Namespace) -> int:

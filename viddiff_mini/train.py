@@ -296,15 +296,16 @@ def _trim_metrics(path: Path, step: int) -> None:
 
 
 def plot_losses(metrics_path: Path, png: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # the Figure API draws without pyplot: no backend switch, so a notebook that calls
+    # this keeps showing its own figures inline
+    from matplotlib.figure import Figure
 
     rows = [json.loads(x) for x in metrics_path.read_text().splitlines() if x.strip()]
     rows = [r for r in rows if "loss" in r]
     if not rows:
         return
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.2)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
@@ -313,7 +314,6 @@ def plot_losses(metrics_path: Path, png: Path) -> None:
     ax.set_title(f"{png.parent.name}: loss")
     fig.tight_layout()
     fig.savefig(png, dpi=110)
-    plt.close(fig)
 
 
 # ============================================================================ sampling

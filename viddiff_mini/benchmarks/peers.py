@@ -283,13 +283,14 @@ def peers_table(result: dict) -> str:
 
 def peers_chart(result: dict, path) -> None:
     """Bar chart of clips/s (and peak memory on GPU) per model, written to ``path`` (PNG)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # the Figure API draws without pyplot: no backend switch, so a notebook that calls
+    # this keeps showing its own figures inline
+    from matplotlib.figure import Figure
 
     rows = result["rows"]
     names = [r["name"].replace(" ", "\n", 1) for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
     axes[0].bar(names, [r["clips_per_s"] for r in rows],
                 color=["tab:blue" if r["library"] == "viddiff_mini" else "tab:gray" for r in rows])
     axes[0].set_ylabel("training clips / s (higher is better)")
@@ -303,7 +304,6 @@ def peers_chart(result: dict, path) -> None:
         ax.tick_params(axis="x", labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def tiny_config(cfg: TrainConfig) -> TrainConfig:

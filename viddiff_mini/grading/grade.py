@@ -549,12 +549,13 @@ def summary_text(exercises: list[str], results: list[Result], possible: dict[str
 
 
 def write_histogram(path: Path, results: list[Result], total_possible: float) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # the Figure API draws without pyplot: no backend switch, so a notebook that calls
+    # this keeps showing its own figures inline
+    from matplotlib.figure import Figure
 
     totals = [r.summary()["earned"] for r in results]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     ax.hist(totals, bins=min(20, max(1, int(total_possible) + 1)), range=(0, total_possible),
             color="#4a7ab5", edgecolor="white")
     ax.set_xlabel(f"total points (of {total_possible:g})")
@@ -563,7 +564,6 @@ def write_histogram(path: Path, results: list[Result], total_possible: float) ->
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def grade_all(submissions, tests, out, *, feedback_dir=None, timeout=120.0,

@@ -159,8 +159,11 @@ def evaluate_on_split(probe: Probe, split: str = "test", fold: int = 1, n: int |
 def train_probe(out: str | Path | None = None, steps: int = 3000, batch: int = 32,
                 lr: float = 2e-3, fold: int = 1, frames: int = 16, size: int = 64,
                 num_classes: int = 101, cfg: ProbeConfig | None = None, seed: int = 0,
-                device=None, progress: bool = True, eval_n: int | None = 2000) -> tuple[Probe, dict]:
+                device=None, progress: bool = True, eval_n: int | None = 2000,
+                init: str | Path | None = None) -> tuple[Probe, dict]:
     """Train the probe on MovingShapes-101 train groups; evaluate on the fold's test groups.
+
+    ``init``: a probe file to continue from (fine-tuning; its config wins over ``cfg``).
 
     Clips are rendered at the data set's size (64 by default) and resized by the probe, so
     training sees exactly the preprocessing that scoring a model's samples will see.
@@ -170,7 +173,8 @@ def train_probe(out: str | Path | None = None, steps: int = 3000, batch: int = 3
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cfg = cfg or ProbeConfig(num_classes=num_classes)
     torch.manual_seed(seed)
-    probe = Probe(cfg).to(device)
+    probe = load_probe(init, device=device).train() if init is not None else Probe(cfg).to(device)
+    cfg = probe.cfg
     opt = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
                                                 pct_start=0.1)
@@ -205,18 +209,11 @@ def train_probe(out: str | Path | None = None, steps: int = 3000, batch: int = 3
     return probe, result
 
 
-def add_probe_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default=str(DEFAULT_PROBE), help="where to write the probe")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--classes", type=int, default=101)
-    p.add_argument("--eval-n", type=int, default=2000, help="test clips to score (0 = skip)")
-
-
 def probe_main(args: argparse.Namespace) -> int:
+    """`viddiff eval train-probe` (arguments defined in ``viddiff_mini.evaluate``)."""
     _, result = train_probe(args.out, steps=args.steps, batch=args.batch, lr=args.lr,
-                            num_classes=args.classes, eval_n=args.eval_n)
+                            num_classes=args.classes, eval_n=args.eval_n,
+                            init=getattr(args, "init", None), seed=args.seed)
     print(json.dumps(result, indent=2))
     print(f"probe written to {args.out}", file=sys.stderr)
     return 0
