@@ -176,8 +176,10 @@ def train_probe(out: str | Path | None = None, steps: int = 3000, batch: int = 3
     probe = load_probe(init, device=device).train() if init is not None else Probe(cfg).to(device)
     cfg = probe.cfg
     opt = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
-                                                pct_start=0.1)
+    # one-cycle warm-up and decay; a run too short for a warm-up phase keeps lr constant
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
+                                                 pct_start=0.1) if steps >= 20
+             else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
     table = synthetic.clip_index_table()
     pool = torch.tensor([i for i in synthetic.split_indices("train", fold)
                          if table[i][0] < num_classes])
