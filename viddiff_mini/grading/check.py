@@ -78,6 +78,20 @@ def _show(result: CheckResult) -> None:
         print(result.text())
 
 
+def _test_files(tests_dir: Path, exercise: str) -> list[str]:
+    """Only the graded files of the exercise's lesson (``11.2.1a`` -> ``test_ex11_2*.py``).
+
+    Collecting one lesson's file instead of the whole folder keeps a notebook's check cell
+    to a couple of seconds; an id without a lesson number (``"11"``) runs the folder.
+    """
+    parts = exercise.strip().split(".")
+    if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+        files = sorted(tests_dir.glob(f"test_ex{parts[0]}_{parts[1]}*.py"))
+        if files:
+            return [str(f) for f in files]
+    return [str(tests_dir)]
+
+
 def check(exercise: str, answers: str | os.PathLike | None = None, *, timeout: float = 600,
           per_test_timeout: float = 120, show: bool = True,
           tests: str | os.PathLike | None = None) -> CheckResult:
@@ -95,7 +109,8 @@ def check(exercise: str, answers: str | os.PathLike | None = None, *, timeout: f
         raise FileNotFoundError(f"tests: graded tests folder {tests_dir} not found")
     with tempfile.TemporaryDirectory(prefix="viddiff_check_") as tmp:
         report = Path(tmp) / "grade.json"
-        cmd = [sys.executable, "-m", "pytest", str(tests_dir), "-q", "-p", "no:cacheprovider",
+        cmd = [sys.executable, "-m", "pytest", *_test_files(tests_dir, exercise), "-q",
+               "-p", "no:cacheprovider",
                *plugin_args(), "--rootdir", str(repo_root()), "--answers", str(folder),
                "--exercise", exercise, "--grade-json", str(report),
                "--per-test-timeout", str(per_test_timeout)]
