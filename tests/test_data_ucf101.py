@@ -184,3 +184,23 @@ def test_missing_or_malformed_layout_errors(tree, tmp_path):
         UCF101(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="fold"):
         UCF101(root, fold=4)
+
+
+def test_training_on_exported_avis_draws_a_new_window_each_step(tree, tmp_path):
+    """`viddiff train --data ucf101:DIR` reads the real files, and the random clip window is a
+    function of the training step (a video visited twice gives two windows)."""
+    from viddiff_mini.config import get_preset
+    from viddiff_mini.train import _StepWindows, train
+
+    root, _ = tree
+    ds = UCF101(root, split="train", fold=1, frames=4, size=32, seed=0)
+    windows = _StepWindows(ds)
+    a, b = windows[(0, 1)]["video"], windows[(0, 2)]["video"]
+    again = windows[(0, 1)]["video"]
+    assert torch.equal(a, again)  # a pure function of (index, step)
+    assert not torch.equal(a, b)  # 12-frame video, 4-frame clip: another start frame
+
+    cfg = get_preset("tiny", data=f"ucf101:{root}", num_classes=2, max_steps=3, frames=4,
+                     size=16, ckpt_every=3, log_every=1, sample_n=2, sample_steps=2)
+    summary = train(cfg, tmp_path / "run", progress=False)
+    assert summary["step"] == 3 and (tmp_path / "run" / "checkpoint.pt").is_file()

@@ -141,12 +141,48 @@ class VideoSource:
 
     def batches(self, sampler: StepBatches):
         loader = torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=sampler, num_workers=self.cfg.num_workers,
+            _StepWindows(self.dataset), batch_sampler=_WithStep(sampler),
+            num_workers=self.cfg.num_workers,
             collate_fn=self.collate, pin_memory=self.device.type == "cuda",
             persistent_workers=False)
         for batch in loader:
             yield {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v)
                    for k, v in batch.items()}
+
+
+class _WithStep:
+    """Batch sampler yielding ``(index, step)`` pairs, so items know the training step."""
+
+    def __init__(self, sampler: StepBatches):
+        self.sampler = sampler
+
+    def __iter__(self):
+        for step, idx in zip(range(self.sampler.start, self.sampler.stop), self.sampler):
+            yield [(i, step) for i in idx]
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class _StepWindows(torch.utils.data.Dataset):
+    """A real-video dataset whose random clip window changes with the step.
+
+    Datasets with ``set_epoch`` draw their random window from (seed, video, epoch); using
+    the step as the epoch gives every visit of a video a new window, still a pure function
+    of (seed, step) and so still exact under ``--resume`` and in any DataLoader worker.
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        index, step = item
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(step)
+        return self.dataset[index]
 
 
 def make_source(cfg: TrainConfig, device: torch.device):
