@@ -109,3 +109,13 @@ def test_step_batches_are_a_pure_function_of_seed_and_step():
 def test_missing_run_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="viddiff train"):
         load_run(tmp_path / "nothing")
+
+
+def test_ema_decay_warms_up_then_caps():
+    from viddiff_mini.train import ema_decay_at
+
+    cfg = get_preset("tiny", ema_decay=0.999, ema_start=5)
+    assert ema_decay_at(cfg, 0) == 0.0 and ema_decay_at(cfg, 4) == 0.0  # copies the model
+    assert ema_decay_at(cfg, 5) == pytest.approx(0.1)  # (1 + 0) / (10 + 0)
+    decays = [ema_decay_at(cfg, s) for s in range(5, 20000, 97)]
+    assert all(a <= b for a, b in zip(decays, decays[1:])) and decays[-1] == 0.999

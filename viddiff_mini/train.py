@@ -252,6 +252,20 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         be.copy_(bm)
 
 
+def ema_decay_at(cfg: TrainConfig, step: int) -> float:
+    """EMA decay at ``step``: warmed up as ``(1 + n) / (10 + n)``, capped at ``cfg.ema_decay``.
+
+    A fixed 0.999 averages over ~1000 steps, so after a few hundred steps the EMA would
+    still be mostly the zero-output initial network and sample pure noise; the warm-up lets
+    it follow the model early and average over longer windows later. Before
+    ``cfg.ema_start`` the EMA copies the model.
+    """
+    if step < cfg.ema_start:
+        return 0.0
+    n = step - cfg.ema_start
+    return min(cfg.ema_decay, (1.0 + n) / (10.0 + n))
+
+
 def lr_at(cfg: TrainConfig, step: int) -> float:
     """Linear warm-up, then constant (diffusion training is not sensitive to decay here)."""
     if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
@@ -465,7 +479,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
             if cfg.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
-            ema_update(ema, model, 0.0 if step < cfg.ema_start else cfg.ema_decay)
+            ema_update(ema, model, ema_decay_at(cfg, step))
             step += 1
             clips_seen += B
             loss_sum += loss.detach()
