@@ -314,6 +314,10 @@ def prepare_run_dir(cfg: TrainConfig, out: Path, resume: bool, force: bool, rank
         if diff:
             raise ValueError(f"{out}: --resume with a different config {diff} (old, new); "
                              f"use the same settings or --force for a fresh run")
+    # every rank has checked the folder as it was; only then may rank 0 write to it (else a
+    # slower rank would find rank 0's fresh config.json and refuse the run as a clash)
+    if dist.is_initialized():
+        dist.barrier()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         if force:
