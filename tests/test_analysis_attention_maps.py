@@ -21,9 +21,11 @@ from viddiff_mini.analysis.attention_maps import (
     summarize_attention,
     temporal_locality,
     temporal_marginal,
+    token_dependency,
 )
 from viddiff_mini.models import UNet3D, VideoDiT
 from viddiff_mini.nn.attention import build_attention
+from viddiff_mini.utils import perturb_weights
 
 matplotlib.use("Agg")
 
@@ -151,3 +153,26 @@ def test_plots_run():
     plt.close("all")
     with pytest.raises(ValueError, match="no map with a time axis"):
         plot_temporal_maps([AttentionMap("s", "spatial", torch.ones(1, 1, 2, 2) / 2, (1, 1, 2))])
+
+
+@pytest.mark.parametrize("kind, opts, pairs", [
+    ("full", {}, 64),                    # every token sees every token
+    ("spatial", {}, 2 * 4 * 4),          # two frames, 4 tokens each, within the frame
+    ("temporal", {}, 8 * 2),             # each pixel sees itself in both frames
+    ("divided", {}, 64),                 # space then time: two hops reach everything
+    ("full", {"causal": True}, 4 * 4 + 4 * 8),  # frame 0 sees frame 0; frame 1 sees both
+    ("window", {"window": (1, 2, 2)}, 32),      # a one-frame window is spatial attention
+])
+def test_token_dependency_patterns_hand_counted(kind, opts, pairs):
+    torch.manual_seed(0)
+    x = torch.randn(1, 4, 2, 2, 2)              # t = h = w = 2: N = 8 tokens
+    fresh = token_dependency(build_attention(kind, 4, heads=1, **opts), x)
+    assert torch.equal(fresh, torch.eye(8, dtype=torch.bool))  # identity at initialisation
+    dep = token_dependency(perturb_weights(build_attention(kind, 4, heads=1, **opts)), x)
+    assert dep.shape == (8, 8) and int(dep.sum()) == pairs
+    assert bool(dep.diagonal().all())
+
+
+def test_token_dependency_rejects_a_batch():
+    with pytest.raises(ValueError, match="one clip"):
+        token_dependency(build_attention("full", 4, heads=1), torch.randn(2, 4, 2, 2, 2))

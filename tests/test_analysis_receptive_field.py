@@ -14,10 +14,13 @@ from viddiff_mini.analysis.receptive_field import (
     model_features,
     plot_layer_profiles,
     propagation_leak,
+    receptive_field_matrix,
     temporal_bottleneck,
     temporal_receptive_field,
 )
 from viddiff_mini.models import UNet2D, UNet3D, VideoDiT, VideoFromImage
+from viddiff_mini.nn.propagation import build_temporal
+from viddiff_mini.utils import perturb_weights
 
 matplotlib.use("Agg")
 SMALL = dict(base_channels=8, channel_mults=(1, 2), attn_levels=(1,), heads=2)
@@ -131,3 +134,38 @@ def test_plot_layer_profiles():
                              title="rf", frame=1)
     assert ax.images
     plt.close("all")
+
+
+def test_receptive_field_matrix_conv_band_hand_worked():
+    conv = _depthwise([1.0, 2.0, 1.0])
+    m = receptive_field_matrix(conv, _x(c=2, t=5, h=3, w=3))
+    assert m.shape == (5, 5)
+    assert torch.allclose(m[2], torch.tensor([0, 0.25, 0.5, 0.25, 0]), atol=1e-5)
+    # the zero padding cuts the band at the clip's ends: row 0 is (2, 1) / 3
+    assert torch.allclose(m[0], torch.tensor([2 / 3, 1 / 3, 0, 0, 0]), atol=1e-5)
+    assert torch.allclose(m.sum(1), torch.ones(5), atol=1e-5)
+
+
+def test_receptive_field_matrix_shapes_of_propagation_kinds():
+    x = _x(c=8, t=6, h=4, w=4)
+    fresh = receptive_field_matrix(build_temporal("recurrent", 8), x)
+    assert torch.allclose(fresh, torch.eye(6), atol=1e-6)  # identity at initialisation
+    rec = receptive_field_matrix(perturb_weights(build_temporal("recurrent", 8)), x)
+    assert torch.all(rec.triu(1) == 0)                      # causal: no future frames
+    assert torch.all(rec.tril(-1)[1:, 0] > 0)                # but every past frame
+    bi = receptive_field_matrix(perturb_weights(build_temporal("bidirectional", 8)), x)
+    assert torch.all(bi > 0)                                 # both directions
+
+
+def test_perturb_weights_is_seeded_and_leaves_vectors_alone():
+    a, b = nn.Linear(16, 4), nn.Linear(16, 4)
+    b.load_state_dict(a.state_dict())
+    w0, b0 = a.weight.detach().clone(), a.bias.detach().clone()
+    perturb_weights(a, scale=2.0, seed=3)
+    perturb_weights(b, scale=2.0, seed=3)
+    assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b0)
+    delta = (a.weight - w0).detach()
+    assert 0.25 < float(delta.std()) < 0.75  # 2 / sqrt(fan_in = 16) = 0.5
+    assert perturb_weights(a, scale=0.0) is a and torch.equal(a.weight, b.weight)
+    with pytest.raises(ValueError, match="scale"):
+        perturb_weights(a, scale=-1)

@@ -129,3 +129,23 @@ def safe_torch_load(path: str | os.PathLike, map_location="cpu") -> Any:
     except Exception as e:  # torch raises several types for truncated / foreign files
         raise ValueError(f"{path}: could not be read as a torch checkpoint with "
                          f"weights_only=True ({type(e).__name__}: {e})") from e
+
+
+def perturb_weights(module: torch.nn.Module, scale: float = 1.0, seed: int = 0) -> torch.nn.Module:
+    """Add seeded noise of a typical trained size to every weight matrix / kernel, in place.
+
+    A stand-in for training in the analysis notebooks: this package initialises every
+    temporal branch at the identity or at zero (a fresh block is an exact pass-through),
+    so an untrained block shows no structure to measure. Each parameter with ``ndim > 1``
+    gets ``randn * scale / sqrt(fan_in)`` added (``fan_in = p[0].numel()``, the standard
+    initialisation size); biases and norm scales are left alone. Returns ``module``.
+    """
+    if scale < 0:
+        raise ValueError(f"scale: expected >= 0, got {scale}")
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.ndim > 1:
+                noise = torch.randn(p.shape, generator=g) * (scale / p[0].numel() ** 0.5)
+                p.add_(noise.to(device=p.device, dtype=p.dtype))
+    return module

@@ -30,12 +30,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from einops import rearrange
+
 from ..nn.attention import return_attention_maps
 
 __all__ = ["AttentionMap", "capture_attention_maps", "collect_attention_maps",
            "temporal_marginal", "spatial_marginal", "row_entropy", "expected_distance",
            "offset_profile", "temporal_locality", "summarize_map", "summarize_attention",
-           "query_volume", "plot_attention_map", "plot_temporal_maps", "plot_offset_profiles",
+           "query_volume", "token_dependency", "plot_attention_map", "plot_temporal_maps", "plot_offset_profiles",
            "plot_attention_summary"]
 
 JOINT_KINDS = ("full", "sparse", "joint")  # maps over all "(t h w)" tokens of a clip
@@ -323,6 +325,26 @@ def query_volume(m: AttentionMap, query: tuple[int, int, int], head: int | None 
         vol[ti] = wts[g, yi * w + xi].reshape(h, w)
         return vol
     raise ValueError(f"query_volume: kind {m.kind!r} not supported (joint, temporal, spatial)")
+
+
+def token_dependency(layer: nn.Module, x: torch.Tensor, threshold: float = 1e-6) -> torch.Tensor:
+    """Which input tokens each output token depends on: a ``(N, N)`` bool, ``N = t*h*w``.
+
+    layer: ``(1, c, t, h, w) -> (1, c, t, h, w)`` (any attention block of ``nn/attention``).
+    x: ``(1, c, t, h, w)``. Entry ``[i, j]`` is ``sum_ab |d out[a, i] / d in[b, j]| >
+    threshold`` with tokens ordered ``(t h w)``: the *pattern* of an attention kind (full,
+    divided, window, sparse, causal ...), read off the Jacobian rather than the maps, so it
+    also counts paths through two attention steps (divided: space then time).
+
+    A freshly built block is the identity (zero-initialised output projection) and depends
+    on nothing but itself; perturb its weights first (``utils.perturb_weights``).
+    One Jacobian of size ``(c N)^2``: keep ``c * t * h * w`` in the low thousands.
+    """
+    if x.ndim != 5 or x.shape[0] != 1:
+        raise ValueError(f"x: expected one clip (1, c, t, h, w), got {tuple(x.shape)}")
+    jac = torch.autograd.functional.jacobian(layer, x, vectorize=True)
+    jac = rearrange(jac, "1 a t h w 1 b s i j -> (t h w) (s i j) a b")
+    return jac.abs().sum((-1, -2)) > threshold
 
 
 # --------------------------------------------------------------------------- plots

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 __all__ = ["model_features", "temporal_receptive_field", "layer_receptive_fields",
-           "effective_span", "influence_range", "feature_propagation", "propagation_leak",
+           "receptive_field_matrix", "effective_span", "influence_range", "feature_propagation", "propagation_leak",
            "find_bottleneck", "temporal_bottleneck", "plot_layer_profiles"]
 
 
@@ -122,6 +122,20 @@ def layer_receptive_fields(model: nn.Module, x: torch.Tensor, frame: int, t=0.5,
     finally:
         model.train(was_training)
     return out
+
+
+def receptive_field_matrix(model: nn.Module, x: torch.Tensor, t=None, cond: dict | None = None,
+                           layer: str = "output", seed: int = 0) -> torch.Tensor:
+    """:func:`temporal_receptive_field` of every output frame: ``(t_in, t_in)``.
+
+    Row ``i`` is the normalised gradient profile of output frame ``i`` over the input
+    frames (each row sums to 1 unless it is all zero). ``t=None`` for a plain layer
+    ``(b, c, t, h, w) -> (b, c, t, h, w)``; a diffusion model takes its noise level ``t``.
+    A convolution gives a band, a causal recurrence a lower triangle, attention a full
+    matrix. One forward and one backward per frame.
+    """
+    return torch.stack([temporal_receptive_field(model, x, i, t, cond, layer=layer, seed=seed)
+                        for i in range(x.shape[2])])
 
 
 def effective_span(profile: torch.Tensor, mass: float = 0.9) -> int:
