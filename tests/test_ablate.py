@@ -70,6 +70,13 @@ def test_width_matching_within_ten_percent(name):
     assert (m["hidden"] is not None) == (name in ablate.FINE_KNOBS)
 
 
+@pytest.mark.parametrize("preset", ["cpu", "gpu"])
+def test_every_variant_of_the_real_presets_is_matched_within_ten_percent(preset):
+    for name in VARIANTS:  # parameter counts on the meta device: no memory, no training
+        m = match_width(name, PRESETS[preset])
+        assert abs(m["ratio"] - 1) <= 0.1, (name, m)
+
+
 def test_all_variants_cover_the_chapter():
     kinds = {v.split(":")[0] for v in VARIANTS}
     assert kinds == {"conv", "attn", "temporal", "model"}
@@ -83,3 +90,47 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "viddiff ablate: --variants: unknown variant(s) ['conv:nope']" in capsys.readouterr().err
     assert main(["ablate", "--preset", "huge", "--out", str(tmp_path), "--quiet"]) == 1
     assert "unknown preset 'huge'" in capsys.readouterr().err
+
+
+def test_interrupted_run_keeps_finished_variants_and_resume_finishes(no_probe, monkeypatch,
+                                                                     tmp_path):
+    out, names = tmp_path / "abl", ["conv:pseudo3d", "model:dit"]
+    real, calls = ablate.train_variant, []
+
+    def dies_on_dit(name, *args, **kwargs):
+        calls.append(name)
+        if name == "model:dit":
+            raise KeyboardInterrupt  # the user pressed Ctrl-C during the second variant
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(ablate, "train_variant", dies_on_dit)
+    with pytest.raises(KeyboardInterrupt):
+        run_ablation("tiny", names, out, steps=2, progress=False)
+    kept = json.loads((out / "ablation.json").read_text())
+    assert [r["variant"] for r in kept["rows"]] == ["conv:pseudo3d"] and not kept["complete"]
+    assert "Partial: 1 of 2 variants" in (out / "ablation.md").read_text()
+
+    with pytest.raises(FileExistsError, match="--resume"):  # never overwritten silently
+        run_ablation("tiny", names, out, steps=2, progress=False)
+    with pytest.raises(ValueError, match="steps: 2 -> 3"):   # a different config is refused
+        run_ablation("tiny", names, out, steps=3, progress=False, resume=True)
+
+    calls.clear()
+    monkeypatch.setattr(ablate, "train_variant", lambda name, *a, **k: (calls.append(name),
+                                                                        real(name, *a, **k))[1])
+    res = run_ablation("tiny", names, out, steps=2, progress=False, resume=True)
+    assert calls == ["model:dit"] and res["complete"]
+    assert res["rows"][0] == kept["rows"][0]
+    assert json.loads((out / "ablation.json").read_text())["complete"]
+    run_ablation("tiny", names[:1], out, steps=2, progress=False, force=True)
+    assert calls == ["model:dit", "conv:pseudo3d"]
+
+
+def test_cli_refuses_to_overwrite_a_report(tmp_path, capsys, no_probe):
+    from viddiff_mini.cli import main
+
+    (tmp_path / "ablation.json").write_text("{}")
+    assert main(["ablate", "--out", str(tmp_path), "--quiet", "--steps", "1"]) == 1
+    assert "ablation.json exists" in capsys.readouterr().err
+    assert main(["ablate", "--out", str(tmp_path), "--quiet", "--resume"]) == 1
+    assert "is not an ablation report" in capsys.readouterr().err

@@ -3,6 +3,7 @@
     viddiff ablate --preset tiny                       # all variants, < 1 minute on one core
     viddiff ablate --preset gpu --out runs/ablate      # the real comparison on one H100
     viddiff ablate --preset cpu --variants conv:full3d,conv:2plus1d,conv:pseudo3d
+    viddiff ablate --preset cpu --out runs/ablate-cpu --resume   # after an interruption
 
 Fair comparison means: the same clips, the same noise levels and noise in the same order,
 the same number of optimizer steps, and (the part that is easy to get wrong) the **same
@@ -86,10 +87,11 @@ PRESETS: dict[str, AblationPreset] = {
                            unet=dict(channel_mults=(1, 2), attn_levels=(1,), heads=1),
                            dit=dict(depth=2, heads=1, patch=(1, 4, 4)),
                            sample_n=2, sample_steps=2),
-    # a few hours on a laptop CPU
+    # a few hours on a laptop CPU (heads=2: widths move in steps of 2, so every variant
+    # lands within 10% of the target; with 4 heads the U-Nets overshot by 15-20%)
     "cpu": AblationPreset(frames=8, size=32, num_classes=10, clips=1000, eval_clips=64,
                           batch=8, steps=400, lr=5e-4, target_params=1_000_000,
-                          unet=dict(channel_mults=(1, 2, 2), attn_levels=(1, 2), heads=4),
+                          unet=dict(channel_mults=(1, 2, 2), attn_levels=(1, 2), heads=2),
                           dit=dict(depth=6, heads=4, patch=(1, 4, 4)),
                           sample_n=20, sample_steps=20),
     # one H100: 16x64x64 clips, all classes
@@ -378,15 +380,48 @@ def train_variant(name: str, preset: AblationPreset, data: dict, width: int, see
 
 
 # --------------------------------------------------------------------------- the ablation
+def _previous_rows(out: Path, config: dict, resume: bool, force: bool) -> tuple[dict, float]:
+    """Finished rows of an earlier run in ``out`` that ``--resume`` may keep: ``{variant: row}``.
+
+    An existing report is never overwritten silently (a cpu ablation is hours of work):
+    without ``resume`` or ``force`` it is an error; with ``resume`` its config must match.
+    """
+    path = out / "ablation.json"
+    if force or not path.exists():
+        return {}, 0.0
+    if not resume:
+        raise FileExistsError(f"--out: {path} exists (an earlier ablation); pass --resume to "
+                              f"keep its finished variants or --force to start over")
+    try:
+        old = json.loads(path.read_text())
+        old_config, rows = old["config"], old["rows"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"--resume: {path} is not an ablation report ({e}); "
+                         f"use --force to start over") from None
+    new_config = json.loads(json.dumps(config, default=str))  # tuples -> lists, as stored
+    differ = sorted(k for k in set(old_config) | set(new_config)
+                    if old_config.get(k) != new_config.get(k))
+    if differ:
+        detail = ", ".join(f"{k}: {old_config.get(k)!r} -> {new_config.get(k)!r}" for k in differ)
+        raise ValueError(f"--resume: {path} was made with a different configuration "
+                         f"({detail}); use another --out or --force")
+    return {r["variant"]: r for r in rows}, float(old.get("seconds", 0.0))
+
+
 def run_ablation(preset: str | AblationPreset = "tiny", variants=None, out=None,
                  steps: int | None = None, seed: int = 0, device=None,
-                 progress: bool = True, target_params: int | None = None) -> dict:
+                 progress: bool = True, target_params: int | None = None,
+                 resume: bool = False, force: bool = False) -> dict:
     """Train each variant at a matched parameter count; write JSON, markdown and a plot.
 
     preset: ``"tiny" | "cpu" | "gpu"`` or an :class:`AblationPreset`. variants: names from
     :data:`VARIANTS` (default all). out: output folder (None: nothing written).
-    Returns ``{"preset", "config", "rows", "notes", "seconds"}``; ``rows`` has one dict
-    per variant (see :func:`train_variant`, plus ``param_ratio`` and ``same_as``).
+    The report in ``out`` is rewritten after every variant, so an interrupted run keeps
+    what it finished; ``resume=True`` then trains only the missing variants (the config
+    must match), ``force=True`` starts over. Without either an existing report is an error.
+    Returns ``{"preset", "config", "variants", "rows", "notes", "seconds", "complete"}``;
+    ``rows`` has one dict per variant (see :func:`train_variant`, plus ``param_ratio``
+    and ``same_as``).
     """
     if isinstance(preset, str):
         if preset not in PRESETS:
@@ -398,6 +433,10 @@ def run_ablation(preset: str | AblationPreset = "tiny", variants=None, out=None,
     names = _check_variants(variants if variants is not None else VARIANTS)
     device = torch.device(device) if device is not None else default_device()
     target = target_params or cfg.target_params
+    config = asdict(cfg) | {"target_params": target, "steps": steps or cfg.steps,
+                            "seed": seed, "device": str(device)}
+    previous, seconds_before = ({}, 0.0) if out is None else \
+        _previous_rows(Path(out), config, resume, force)
     t_start = time.perf_counter()
     data = load_subset(cfg, seed, device)
     from viddiff_mini.metrics.probe import DEFAULT_PROBE
@@ -415,7 +454,9 @@ def run_ablation(preset: str | AblationPreset = "tiny", variants=None, out=None,
         model_name, kwargs = variant_kwargs(v, cfg, match["width"], match["hidden"])
         key = json.dumps([model_name, _canonical(model_name, kwargs)], sort_keys=True,
                          default=str)
-        if key in done:  # the same configuration under two names: train once
+        if v in previous:  # --resume: finished in an earlier run with this config
+            row = previous[v]
+        elif key in done:  # the same configuration under two names: train once
             row = dict(done[key], variant=v, same_as=done[key]["variant"])
         else:
             row = train_variant(v, cfg, data, match["width"], seed, device, steps, with_probe,
@@ -429,12 +470,12 @@ def run_ablation(preset: str | AblationPreset = "tiny", variants=None, out=None,
         if row["nonfinite"]:
             notes.append(f"{v}: non-finite training loss (lower the learning rate)")
         rows.append(row)
-    result = {"preset": name, "config": asdict(cfg) | {"target_params": target,
-                                                       "steps": steps or cfg.steps,
-                                                       "seed": seed, "device": str(device)},
-              "rows": rows, "notes": notes, "seconds": time.perf_counter() - t_start}
-    if out is not None:
-        write_report(result, Path(out))
+        done.setdefault(key, row)
+        result = {"preset": name, "config": config, "variants": names, "rows": rows,
+                  "notes": notes, "seconds": seconds_before + time.perf_counter() - t_start,
+                  "complete": len(rows) == len(names)}
+        if out is not None:  # after every variant: an interruption loses one variant at most
+            write_report(result, Path(out))
     return result
 
 
@@ -468,6 +509,10 @@ def markdown_table(result: dict) -> str:
             f"{cfg['clips']} training clips, batch {cfg['batch']}, {cfg['steps']} steps, "
             f"target {cfg['target_params']:,} parameters, device {cfg['device']}.", "",
             *lines]
+    if not result.get("complete", True):
+        missing = [v for v in result["variants"] if v not in {r["variant"] for r in result["rows"]}]
+        text += ["", f"Partial: {len(result['rows'])} of {len(result['variants'])} variants "
+                     f"so far (missing {', '.join(missing)}); `--resume` finishes it."]
     if result["notes"]:
         text += ["", "Notes:", *[f"- {n}" for n in result["notes"]]]
     return "\n".join(text) + "\n"
@@ -521,6 +566,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu | cuda (default: cuda when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the finished variants of the report in --out (same config)")
+    p.add_argument("--force", action="store_true", help="overwrite the report in --out")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -533,8 +581,9 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError(f"--steps: expected a positive int, got {args.steps}")
         result = run_ablation(args.preset, variants, out, steps=args.steps, seed=args.seed,
                               device=args.device, progress=not args.quiet,
-                              target_params=args.target_params)
-    except (ValueError, FileNotFoundError) as e:
+                              target_params=args.target_params, resume=args.resume,
+                              force=args.force)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"viddiff ablate: {e}", file=sys.stderr)
         return 1
     print(markdown_table(result))
