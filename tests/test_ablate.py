@@ -34,6 +34,8 @@ def test_tiny_two_variants_write_json_markdown_plot(tmp_path, tiny_probe):
         assert r["flops_per_clip"] > 0 and r["peak_train_bytes"] > 0 and r["clips_per_s"] > 0
         assert r["eval_loss"] > 0 and r["train_loss"] > 0 and not r["nonfinite"]
         assert 0.0 <= r["probe_accuracy"] <= 1.0
+    assert 0.0 <= res["probe_real_accuracy"] <= 1.0
+    assert any("real held-out clips at 4x16x16" in n for n in res["notes"])
     data = json.loads((out / "ablation.json").read_text())
     assert data["config"]["frames"] == PRESETS["tiny"].frames and len(data["rows"]) == 2
     md = (out / "ablation.md").read_text()
@@ -43,7 +45,7 @@ def test_tiny_two_variants_write_json_markdown_plot(tmp_path, tiny_probe):
 
 def test_no_probe_reports_na_and_same_config_trains_once(no_probe):
     res = run_ablation("tiny", ["model:dit"], None, steps=2, progress=False)
-    assert res["rows"][0]["probe_accuracy"] is None
+    assert res["rows"][0]["probe_accuracy"] is None and res["probe_real_accuracy"] is None
     assert any("probe accuracy n/a" in n for n in res["notes"])
     assert "n/a" in markdown_table(res)
 

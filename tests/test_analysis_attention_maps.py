@@ -10,6 +10,7 @@ from viddiff_mini.analysis.attention_maps import (
     AttentionMap,
     capture_attention_maps,
     collect_attention_maps,
+    cross_attention_per_frame,
     offset_profile,
     plot_attention_map,
     plot_attention_summary,
@@ -176,3 +177,25 @@ def test_token_dependency_patterns_hand_counted(kind, opts, pairs):
 def test_token_dependency_rejects_a_batch():
     with pytest.raises(ValueError, match="one clip"):
         token_dependency(build_attention("full", 4, heads=1), torch.randn(2, 4, 2, 2, 2))
+
+
+def test_cross_attention_per_frame_rows_null_token_and_errors():
+    net = UNet3D(base_channels=8, channel_mults=(1, 2), attn_levels=(1,), heads=2,
+                 context_dim=6).eval()
+    perturb_weights(net)
+    ctx = torch.randn(2, 3, 6, generator=torch.Generator().manual_seed(1))
+    cond = {"context": ctx, "context_mask": torch.ones(2, 3, dtype=torch.bool),
+            "context_keep": torch.tensor([True, False])}      # sample 1: text dropped
+    x, t = _x(b=2, t=4), torch.full((2,), 0.5)
+    att = cross_attention_per_frame(net, x, t, cond)
+    assert att.shape == (2, 4, 1 + 3)                          # null token + 3 caption tokens
+    assert torch.allclose(att.sum(-1), torch.ones(2, 4), atol=1e-5)
+    assert torch.allclose(att[1, :, 0], torch.ones(4))         # dropped: all on the null token
+    assert float(att[0, :, 1:].sum()) > 0.1                    # kept: reads the caption
+    # the same number by hand from the recorded maps
+    cross = [m for m in collect_attention_maps(net, x, t, cond) if m.kind == "cross"]
+    by_hand = torch.stack([m.weights.mean(1).reshape(2, 4, -1, 4).mean(2) for m in cross]).mean(0)
+    assert torch.allclose(att, by_hand, atol=1e-6)
+    with pytest.raises(ValueError, match="no cross-attention"):
+        cross_attention_per_frame(UNet3D(base_channels=8, channel_mults=(1,), attn_levels=(0,),
+                                         heads=2).eval(), _x(t=2), 0.5, None)

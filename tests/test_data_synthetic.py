@@ -138,3 +138,21 @@ def test_dataset_items_keys_and_shapes():
     assert set(plain) == {"video", "label", "class_name", "group"}
     with pytest.raises(IndexError):
         ds[len(ds)]
+
+
+def test_find_clip_by_class_split_and_group():
+    table = S.clip_index_table()
+    label = S.CLASS_NAMES.index("BounceCircle")
+    i = S.find_clip("BounceCircle", split="test")
+    assert table[i][0] == label and i in set(S.split_indices("test", 1))
+    assert i == S.MovingShapes101("test", classes=["BounceCircle"]).indices[0]
+    j = S.find_clip(label, k=2, group=14)
+    assert table[j][:2] == (label, 14) and j == S.find_clip("BounceCircle", 2, group=14)
+    assert S.find_clip(label, k=-1) == max(n for n, r in enumerate(table) if r[0] == label)
+    with pytest.raises(ValueError, match="'BounceCircle' has 0 clips in test split of fold 1, "
+                                         "group 14"):
+        S.find_clip("BounceCircle", split="test", group=14)  # group 14 trains in fold 1
+    with pytest.raises(ValueError, match="cls: expected a class name"):
+        S.find_clip("NoSuchClass")
+    with pytest.raises(ValueError, match="group: expected 1..25"):
+        S.find_clip(0, group=26)

@@ -293,6 +293,14 @@ def eval_loss(model, diffusion, data: dict, seed: int, device, batch: int = 16) 
     return total / max(n, 1)
 
 
+def real_probe_accuracy(data: dict, device) -> float:
+    """Probe accuracy on the held-out real clips of :func:`load_subset` (the samples' ceiling)."""
+    from viddiff_mini.metrics.probe import DEFAULT_PROBE, load_probe, probe_accuracy
+
+    probe = load_probe(DEFAULT_PROBE, device=device)
+    return probe_accuracy(probe, data["eval_video"].float(), data["eval_label"])["accuracy"]
+
+
 def probe_score(model, diffusion, preset: AblationPreset, seed: int, device) -> float | None:
     """Probe accuracy of class-conditional samples, or None without a probe weights file."""
     from viddiff_mini.metrics.probe import DEFAULT_PROBE, load_probe, probe_accuracy
@@ -443,9 +451,15 @@ def run_ablation(preset: str | AblationPreset = "tiny", variants=None, out=None,
 
     notes = []
     with_probe = DEFAULT_PROBE.exists()
+    real_accuracy = None
     if not with_probe:
         notes.append(f"probe accuracy n/a: no probe weights at {DEFAULT_PROBE} "
                      f"(train one with `viddiff eval train-probe`)")
+    else:  # the ceiling: the probe on real held-out clips of this size (resized like samples)
+        real_accuracy = real_probe_accuracy(data, device)
+        n = data["eval_video"].shape[0]
+        notes.append(f"probe accuracy on {n} real held-out clips at {cfg.frames}x{cfg.size}x"
+                     f"{cfg.size}: {100 * real_accuracy:.1f}% (the most samples can score)")
     rows, done = [], {}
     bar = tqdm(names, desc=f"ablate {name}", disable=not progress, dynamic_ncols=True)
     for v in bar:
@@ -472,7 +486,7 @@ def run_ablation(preset: str | AblationPreset = "tiny", variants=None, out=None,
         rows.append(row)
         done.setdefault(key, row)
         result = {"preset": name, "config": config, "variants": names, "rows": rows,
-                  "notes": notes, "seconds": seconds_before + time.perf_counter() - t_start,
+                  "probe_real_accuracy": real_accuracy, "notes": notes, "seconds": seconds_before + time.perf_counter() - t_start,
                   "complete": len(rows) == len(names)}
         if out is not None:  # after every variant: an interruption loses one variant at most
             write_report(result, Path(out))
@@ -594,5 +608,5 @@ def main(args: argparse.Namespace) -> int:
 
 __all__ = ["VARIANTS", "PRESETS", "AblationPreset", "list_variants", "variant_kwargs",
            "count_params", "match_width", "load_subset", "flops_per_clip", "eval_loss",
-           "train_variant", "run_ablation", "markdown_table", "plot_result", "write_report",
+           "real_probe_accuracy", "train_variant", "run_ablation", "markdown_table", "plot_result", "write_report",
            "main", "add_arguments", "FINE_KNOBS"]

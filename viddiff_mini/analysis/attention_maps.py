@@ -37,7 +37,7 @@ from ..nn.attention import return_attention_maps
 __all__ = ["AttentionMap", "capture_attention_maps", "collect_attention_maps",
            "temporal_marginal", "spatial_marginal", "row_entropy", "expected_distance",
            "offset_profile", "temporal_locality", "summarize_map", "summarize_attention",
-           "query_volume", "token_dependency", "plot_attention_map", "plot_temporal_maps", "plot_offset_profiles",
+           "query_volume", "token_dependency", "cross_attention_per_frame", "plot_attention_map", "plot_temporal_maps", "plot_offset_profiles",
            "plot_attention_summary"]
 
 JOINT_KINDS = ("full", "sparse", "joint")  # maps over all "(t h w)" tokens of a clip
@@ -345,6 +345,29 @@ def token_dependency(layer: nn.Module, x: torch.Tensor, threshold: float = 1e-6)
     jac = torch.autograd.functional.jacobian(layer, x, vectorize=True)
     jac = rearrange(jac, "1 a t h w 1 b s i j -> (t h w) (s i j) a b")
     return jac.abs().sum((-1, -2)) > threshold
+
+
+def cross_attention_per_frame(model: nn.Module, x: torch.Tensor, t, cond: dict) -> torch.Tensor:
+    """Where each frame reads the condition: ``(b, frames, keys)``, rows summing to 1.
+
+    Runs ``model(x, t, cond)`` and averages every cross-attention call's weights over
+    heads, pixels and stages; key 0 is the null token of a text-conditioned U-Net, the
+    rest are the caption's tokens. A dropped condition (``context_keep`` False) puts all
+    its weight on the null token; per-frame rows are what action-word alignment (11.3.1)
+    shapes. Stages whose frame count differs from ``x``'s (temporal downsampling) are
+    left out. x: ``(b, c, t, h, w)``.
+    """
+    frames = x.shape[2]
+    per_stage = []
+    for m in collect_attention_maps(model, x, t, cond):
+        if m.kind != "cross" or m.grid is None or m.grid[0] != frames:
+            continue
+        w = m.weights.float().mean(1)                       # (b, t*h*w, keys): mean of heads
+        per_stage.append(w.unflatten(1, (frames, -1)).mean(2))  # (b, t, keys): mean of pixels
+    if not per_stage:
+        raise ValueError("model: no cross-attention call at the clip's frame rate "
+                         "(build it with context_dim and pass cond['context'])")
+    return torch.stack(per_stage).mean(0)
 
 
 # --------------------------------------------------------------------------- plots

@@ -166,6 +166,30 @@ def split_indices(split: str = "train", fold: int = 1) -> list[int]:
     return [i for i, (_, g, _) in enumerate(_table()) if (g in test) == want_test]
 
 
+def find_clip(cls: str | int, k: int = 0, split: str | None = None, fold: int = 1,
+              group: int | None = None) -> int:
+    """Global index of the ``k``-th clip of class ``cls`` (name or label 0..100).
+
+    ``split`` "train" | "test" (of ``fold``) or None for all clips; ``group`` 1..25 or None.
+    >>> find_clip("BounceCircle", split="test")      # a held-out example to show
+    >>> find_clip("FlashSquare", group=14)            # the same class in another style
+    """
+    label = CLASS_NAMES.index(cls) if cls in CLASS_NAMES else cls
+    if not isinstance(label, (int, np.integer)) or not 0 <= label < NUM_CLASSES:
+        raise ValueError(f"cls: expected a class name or a label in 0..{NUM_CLASSES - 1}, "
+                         f"got {cls!r}")
+    if group is not None and not 1 <= group <= NUM_GROUPS:
+        raise ValueError(f"group: expected 1..{NUM_GROUPS}, got {group!r}")
+    pool = split_indices(split, fold) if split is not None else range(len(_table()))
+    found = [i for i in pool if _table()[i][0] == label and group in (None, _table()[i][1])]
+    if not -len(found) <= k < len(found):
+        where = (f"{split} split of fold {fold}" if split else "all clips") + \
+            (f", group {group}" if group is not None else "")
+        raise ValueError(f"k={k}: class {CLASS_NAMES[label]!r} has {len(found)} clips in "
+                         f"{where}")
+    return found[k]
+
+
 # --------------------------------------------------------------------------- group styles
 _PALETTE = list(COLOURS)
 _TEXTURES = ["stripes", "checker", "gradient", "waves", "plain"]
