@@ -8,6 +8,7 @@ from viddiff_mini.nn.attention import (
     build_attention,
     reference_attention,
     return_attention_maps,
+    topk_block_mask,
 )
 
 DIM, HEADS = 16, 4
@@ -213,6 +214,9 @@ def test_cross_attention_masks_and_null():
     ("window", {"window": (4, 2, 2)}, 4),
     ("window", {"window": (2, 4, 4), "shift": True}, 4),
     ("sparse", {"local": (1, 1, 1), "stride": (2, 2, 2)}, 4),
+    # content-selected blocks spanning two frames: still no look-ahead inside a block
+    ("sparse", {"local": (0, 0, 0), "stride": (4, 4, 4), "topk_blocks": 2,
+                "block": (2, 2, 2)}, 4),
 ])
 def test_causal_window_and_sparse_ignore_future_frames(kind, opts, t):
     m = randomize(build_attention(kind, DIM, HEADS, causal=True, **opts))
@@ -243,3 +247,38 @@ def test_window_for_checks_at_construction_time():
     assert window_for((8, 8, 8), 2, 4, 4) == (2, 4, 4)  # clipped to the clip
     with pytest.raises(ValueError, match=r"window=\(2, 3, 3\).*\(4, 8, 8\)"):
         window_for((2, 3, 3), 4, 8, 8)
+
+
+def test_topk_block_mask_hand_worked():
+    # 4 tokens in a row, blocks of 2: block 0's mean query points at block 1's mean key
+    q = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])[None, None]
+    k = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])[None, None]
+    mask = topk_block_mask(q, k, (1, 1, 4), (1, 1, 2), topk=1)
+    expect = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1], [1, 1, 0, 0], [1, 1, 0, 0]]).bool()
+    assert mask.shape == (1, 1, 4, 4) and torch.equal(mask[0, 0], expect)
+    assert topk_block_mask(q, k, (1, 1, 4), (1, 1, 2), topk=2).all()
+    # causal: two frames of 2 tokens; frame 0 may not pick frame 1 even if it scores higher
+    causal = topk_block_mask(q, k, (2, 1, 2), (1, 1, 2), topk=1, causal=True)[0, 0]
+    assert torch.equal(causal, torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0],
+                                             [1, 1, 0, 0], [1, 1, 0, 0]]).bool())
+    with pytest.raises(ValueError, match=r"block=\(1, 1, 3\) must divide"):
+        topk_block_mask(q, k, (1, 1, 4), (1, 1, 3), topk=1)
+
+
+def test_topk_sparse_all_blocks_equals_full_and_adapts_to_content():
+    full = randomize(build_attention("full", DIM, HEADS))
+    every = build_attention("sparse", DIM, HEADS, local=(0, 0, 0), stride=(4, 4, 4),
+                            topk_blocks=8, block=(2, 2, 2))   # 4x4x4 clip = 8 blocks
+    every.load_state_dict(full.state_dict())
+    x = clip()
+    assert torch.allclose(every(x), full(x), atol=1e-5)
+    one = build_attention("sparse", DIM, HEADS, local=(0, 0, 0), stride=(4, 4, 4),
+                          topk_blocks=1, block=(2, 2, 2))
+    one.load_state_dict(full.state_dict())
+    kept = one.attention_maps(x)["sparse"] > 0              # (b, heads, 64, 64)
+    assert 0 < kept.float().mean() < 0.5                    # sparse
+    assert not torch.equal(kept[0], kept[1])                # the pattern depends on the clip
+    with pytest.raises(ValueError, match="topk_blocks"):
+        build_attention("sparse", DIM, HEADS, topk_blocks=0)
+    with pytest.raises(ValueError, match=r"block=\(2, 2, 2\) must divide"):
+        one(clip(t=3))

@@ -50,6 +50,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "attn:window": ("unet3d", {"attention": "window", "attention_opts": {"window": (2, 4, 4)}}),
     "attn:sparse": ("unet3d", {"attention": "sparse",
                                "attention_opts": {"local": (1, 1, 1), "stride": (2, 4, 4)}}),
+    # + content-adaptive routing: each query block also sees its 2 best-scoring key blocks
+    "attn:sparse_topk": ("unet3d", {"attention": "sparse",
+                                    "attention_opts": {"local": (1, 1, 1), "stride": (2, 4, 4),
+                                                       "topk_blocks": 2, "block": (1, 4, 4)}}),
     "temporal:attention": ("unet3d", {"temporal": "attention"}),
     "temporal:recurrent": ("unet3d", {"temporal": "recurrent"}),
     "temporal:bidirectional": ("unet3d", {"temporal": "bidirectional"}),

@@ -19,6 +19,7 @@ full        t h w                                  (t h w)^2 c
 divided     h w (spatial) + t (temporal)           t h w (h w + t) c
 window      wt wh ww                               t h w (wt wh ww) c
 sparse      local cube + global tokens             dense kernel: (t h w)^2 c (*)
+            (+ top-k blocks chosen by content)
 spatial     h w                                    t (h w)^2 c
 temporal    t                                      h w t^2 c
 =========== ====================================== =============================
@@ -110,9 +111,15 @@ class _Attention(nn.Module):
         self._record: list | None = None
 
     def _mix(self, tokens: torch.Tensor, mask=None, is_causal: bool = False) -> torch.Tensor:
-        """tokens: normed ``(B, n, c)`` -> attended and projected ``(B, n, c)``."""
+        """tokens: normed ``(B, n, c)`` -> attended and projected ``(B, n, c)``.
+
+        mask: bool ``(n, n)`` (or broadcastable to ``(B, h, n, n)``), or a function of
+        ``(q, k)`` returning one: content-adaptive patterns need the queries and keys.
+        """
         q, k, v = rearrange(self.qkv(tokens), "B n (three h d) -> three B h n d",
                             three=3, h=self.heads)
+        if callable(mask):
+            mask = mask(q, k)
         out = _attend(self, q, k, v, mask, is_causal)
         return self.proj(rearrange(out, "B h n d -> B n (h d)"))
 
@@ -325,6 +332,45 @@ class WindowAttention(_Attention):
         return x + out
 
 
+def topk_block_mask(q: torch.Tensor, k: torch.Tensor, grid: tuple[int, int, int],
+                    block: tuple[int, int, int], topk: int, causal: bool = False) -> torch.Tensor:
+    """Content-adaptive block sparsity: each query block keeps its ``topk`` best key blocks.
+
+    q, k: ``(B, heads, N, d)`` with N = t h w tokens in "(t h w)" order on ``grid``.
+    Tokens are grouped into blocks of ``block = (bt, bh, bw)``; a block's summary is its
+    mean query / key, and query block ``I`` keeps the ``topk`` key blocks ``J`` with the
+    largest ``mean_q(I) . mean_k(J)`` (routing by content, as in MoBA / NSA-style selection).
+    ``causal``: later frames' blocks are never selected. Returns bool ``(B, heads, N, N)``.
+    The selection is a hard top-k (no gradient through it); the kept scores still train.
+    """
+    t, h, w = grid
+    bt, bh, bw = block
+    if t % bt or h % bh or w % bw:
+        raise ValueError(f"block={block} must divide the clip shape (t, h, w)={grid}")
+    fold = "B H (nt bt nh bh nw bw) d -> B H (nt nh nw) (bt bh bw) d"
+    sizes = dict(nt=t // bt, nh=h // bh, bt=bt, bh=bh, bw=bw)
+    qb = rearrange(q, fold, **sizes).mean(-2)           # (B, H, nb, d) block summaries
+    kb = rearrange(k, fold, **sizes).mean(-2)
+    scores = qb @ kb.transpose(-2, -1)                  # (B, H, nb, nb)
+    frame_of_block = torch.arange(t // bt, device=q.device).repeat_interleave(
+        (h // bh) * (w // bw))
+    if causal:  # never select a key block of a later time step
+        scores = scores.masked_fill(~_frame_causal(frame_of_block, frame_of_block),
+                                    float("-inf"))
+    nb = scores.shape[-1]
+    keep = scores.topk(min(topk, nb), dim=-1).indices
+    block_mask = torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, keep, True)
+    # token -> block index in "(t h w)" order, then expand the block mask to tokens
+    tt, hh, ww = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w),
+                                indexing="ij")
+    block_of = (((tt // bt) * (h // bh) + hh // bh) * (w // bw) + ww // bw).reshape(-1)
+    mask = block_mask[..., block_of[:, None].to(q.device), block_of[None, :].to(q.device)]
+    if causal:  # a block spanning several frames must not let its early frames see its later
+        frame = tt.reshape(-1).to(q.device)
+        mask = mask & _frame_causal(frame, frame)
+    return mask
+
+
 class SparseAttention(_Attention):
     """Sparse space-time attention: a local cube plus global tokens (BigBird-style).
 
@@ -335,15 +381,24 @@ class SparseAttention(_Attention):
     boolean mask for SDPA (see the module docstring for its cost). A ``local`` radius that
     covers the clip gives an all-True mask, i.e. ``full`` attention. ``causal=True`` removes
     every key of a later frame (after the local / global rule).
+
+    ``topk_blocks=k`` adds a *content-adaptive* part (:func:`topk_block_mask`): the clip is
+    cut into blocks of ``block`` tokens and every query block also sees the ``k`` key
+    blocks its mean query scores highest — where the moving object went, not a fixed
+    neighbourhood. The pattern then differs per clip and head.
     Maps: ``(b, heads, N, N)``.
     """
 
     kind = "sparse"
 
     def __init__(self, dim: int, heads: int = 4, local=(1, 2, 2), stride=(2, 4, 4),
-                 causal: bool = False):
+                 causal: bool = False, topk_blocks: int | None = None, block=(1, 4, 4)):
         super().__init__(dim, heads)
         self.causal = bool(causal)
+        if topk_blocks is not None and (not isinstance(topk_blocks, int) or topk_blocks < 1):
+            raise ValueError(f"topk_blocks: expected a positive int or None, got {topk_blocks!r}")
+        self.topk_blocks = topk_blocks
+        self.block = _as_triple(block, "block")
         self.local = tuple(local) if not isinstance(local, int) else (local,) * 3
         if len(self.local) != 3 or not all(isinstance(r, int) and r >= 0 for r in self.local):
             raise ValueError(f"local: expected 3 non-negative ints (t, h, w), got {local!r}")
@@ -379,8 +434,17 @@ class SparseAttention(_Attention):
         b, c, t, h, w = x.shape
         y = self.norm(rearrange(x, "b c t h w -> b t h w c"))
         y = y + _time_pos(t, c, y)[:, None, None]
-        out = self._mix(rearrange(y, "b t h w c -> b (t h w) c"),
-                        self.sparse_mask(t, h, w, x.device))
+        mask = self.sparse_mask(t, h, w, x.device)
+        if self.topk_blocks is not None:
+            static = mask
+            if any(n % s for n, s in zip((t, h, w), self.block)):
+                raise ValueError(f"SparseAttention: block={self.block} must divide the clip "
+                                 f"shape (t, h, w)=({t}, {h}, {w})")
+
+            def mask(q, k):  # static pattern | the blocks this clip's content selects
+                return static | topk_block_mask(q, k, (t, h, w), self.block, self.topk_blocks,
+                                                self.causal)
+        out = self._mix(rearrange(y, "b t h w c -> b (t h w) c"), mask)
         return x + rearrange(out, "b (t h w) c -> b c t h w", t=t, h=h)
 
 
@@ -455,7 +519,7 @@ _KIND_CLASSES = {"full": FullAttention, "divided": DividedAttention, "window": W
                  "sparse": SparseAttention, "spatial": SpatialAttention,
                  "temporal": TemporalAttention, "none": NoAttention}
 _KIND_OPTS = {"full": ("causal",), "divided": ("causal",),
-              "window": ("window", "shift", "causal"), "sparse": ("local", "stride", "causal"),
+              "window": ("window", "shift", "causal"), "sparse": ("local", "stride", "causal", "topk_blocks", "block"),
               "spatial": (), "temporal": ("causal",), "none": ()}
 
 
@@ -464,7 +528,7 @@ def build_attention(kind: str, dim: int, heads: int = 4, **opts) -> nn.Module:
 
     kind: one of :data:`ATTENTION_KINDS`. Options: ``causal`` (every kind with a time axis:
     full, divided, window, sparse, temporal), ``window``/``shift`` (window),
-    ``local``/``stride`` (sparse). An option the kind does not take raises ``ValueError``
+    ``local``/``stride``/``topk_blocks``/``block`` (sparse). An option the kind does not take raises ``ValueError``
     (a silently ignored ``causal=True`` would be a bug).
     """
     if kind not in _KIND_CLASSES:
@@ -508,4 +572,4 @@ def attention_maps(module: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor
 __all__ = ["ATTENTION_KINDS", "build_attention", "reference_attention", "return_attention_maps",
            "attention_maps", "window_for", "SpatialAttention", "TemporalAttention",
            "FullAttention", "DividedAttention", "WindowAttention", "SparseAttention", "NoAttention",
-           "CrossAttention"]
+           "CrossAttention", "topk_block_mask"]
