@@ -163,3 +163,19 @@ def test_forward_features_and_registry():
     assert all(f.ndim == 5 and f.shape[2] == 4 for _, f in feats)
     assert not feats[0][1].requires_grad
     assert m.forward_features(_x(), torch.rand(1), grad=True)[0][1].requires_grad
+
+
+@pytest.mark.parametrize("conv,expect", [("2plus1d", "full3d"), ("2plus1d_plain", "full3d"),
+                                         ("full3d", "full3d"), ("pseudo3d", "pseudo3d")])
+def test_stem_and_head_are_linear_convs(conv, expect):
+    m = _rand_init(UNet3D(**SMALL, conv=conv))
+    assert m.in_conv.kind == expect and m.out_conv.kind == expect
+    # the head is a linear map of the features (no SiLU bottleneck before the prediction)
+    h = torch.randn(1, SMALL["base_channels"], 4, 8, 8)  # the head sees base_channels
+    with torch.no_grad():
+        head = m.out_conv
+        torch.testing.assert_close(head(2 * h) - head(torch.zeros_like(h)),
+                                   2 * (head(h) - head(torch.zeros_like(h))),
+                                   atol=1e-5, rtol=1e-4)
+    explicit = UNet3D(**SMALL, conv="2plus1d", io_conv="2plus1d")
+    assert explicit.out_conv.kind == "2plus1d"
