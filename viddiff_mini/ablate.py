@@ -553,7 +553,10 @@ def plot_result(result: dict, path: Path) -> None:
         ax.set_title(title, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
         if key == "flops_per_clip":
+            from matplotlib.ticker import NullFormatter
+
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap
     axes[0].set_yticks(range(len(rows)))
     axes[0].set_yticklabels(names, fontsize=8)
     axes[0].invert_yaxis()
