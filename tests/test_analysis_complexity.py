@@ -44,7 +44,8 @@ def test_conv_cost_equals_flop_counter(kind, shape):
 ATTN_CASES = [("full", {}), ("full", {"causal": True}), ("divided", {}),
               ("divided", {"causal": True}), ("window", {}),
               ("window", {"window": (2, 2, 2), "shift": True}), ("sparse", {}),
-              ("sparse", {"topk_blocks": 2, "block": (1, 2, 2)}), ("spatial", {}), ("temporal", {}), ("temporal", {"causal": True}), ("none", {})]
+              ("sparse", {"topk_blocks": 2, "block": (1, 2, 2)}), ("spatial", {}),
+              ("temporal", {}), ("temporal", {"causal": True}), ("none", {})]
 ATTN_SHAPES = [(4, 4, 4, 16, 4, 2), (2, 8, 4, 8, 2, 1), (1, 4, 4, 8, 1, 1)]  # t h w dim heads b
 
 

@@ -480,7 +480,6 @@ def run_ablation(preset: str | AblationPreset = "tiny", variants=None, out=None,
             row = train_variant(v, cfg, data, match["width"], seed, device, steps, with_probe,
                                 match["hidden"])
             row["same_as"] = None
-            done[key] = row
         row["param_ratio"] = row["params"] / target
         if abs(row["param_ratio"] - 1) > 0.1:
             notes.append(f"{v}: {row['params']:,} parameters is {row['param_ratio']:.2f}x the "
@@ -488,9 +487,10 @@ def run_ablation(preset: str | AblationPreset = "tiny", variants=None, out=None,
         if row["nonfinite"]:
             notes.append(f"{v}: non-finite training loss (lower the learning rate)")
         rows.append(row)
-        done.setdefault(key, row)
+        done.setdefault(key, row)  # trained here or kept by --resume: later twins reuse it
         result = {"preset": name, "config": config, "variants": names, "rows": rows,
-                  "probe_real_accuracy": real_accuracy, "notes": notes, "seconds": seconds_before + time.perf_counter() - t_start,
+                  "probe_real_accuracy": real_accuracy, "notes": notes,
+                  "seconds": seconds_before + time.perf_counter() - t_start,
                   "complete": len(rows) == len(names)}
         if out is not None:  # after every variant: an interruption loses one variant at most
             write_report(result, Path(out))
@@ -528,7 +528,8 @@ def markdown_table(result: dict) -> str:
             f"target {cfg['target_params']:,} parameters, device {cfg['device']}.", "",
             *lines]
     if not result.get("complete", True):
-        missing = [v for v in result["variants"] if v not in {r["variant"] for r in result["rows"]}]
+        finished = {r["variant"] for r in result["rows"]}
+        missing = [v for v in result["variants"] if v not in finished]
         text += ["", f"Partial: {len(result['rows'])} of {len(result['variants'])} variants "
                      f"so far (missing {', '.join(missing)}); `--resume` finishes it."]
     if result["notes"]:
@@ -541,6 +542,7 @@ def plot_result(result: dict, path: Path) -> None:
     # the Figure API draws without pyplot: no backend switch, so a notebook that calls
     # this keeps showing its own figures inline
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     rows = result["rows"]
     names = [r["variant"] for r in rows]
@@ -553,8 +555,6 @@ def plot_result(result: dict, path: Path) -> None:
         ax.set_title(title, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
         if key == "flops_per_clip":
-            from matplotlib.ticker import NullFormatter
-
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap
     axes[0].set_yticks(range(len(rows)))
@@ -615,5 +615,5 @@ def main(args: argparse.Namespace) -> int:
 
 __all__ = ["VARIANTS", "PRESETS", "AblationPreset", "list_variants", "variant_kwargs",
            "count_params", "match_width", "load_subset", "flops_per_clip", "eval_loss",
-           "real_probe_accuracy", "train_variant", "run_ablation", "markdown_table", "plot_result", "write_report",
-           "main", "add_arguments", "FINE_KNOBS"]
+           "real_probe_accuracy", "train_variant", "run_ablation", "markdown_table",
+           "plot_result", "write_report", "main", "add_arguments", "FINE_KNOBS"]

@@ -28,16 +28,16 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-
 from einops import rearrange
+from torch import nn
 
 from ..nn.attention import return_attention_maps
 
 __all__ = ["AttentionMap", "capture_attention_maps", "collect_attention_maps",
            "temporal_marginal", "spatial_marginal", "row_entropy", "expected_distance",
            "offset_profile", "temporal_locality", "summarize_map", "summarize_attention",
-           "query_volume", "token_dependency", "cross_attention_per_frame", "plot_attention_map", "plot_temporal_maps", "plot_offset_profiles",
+           "query_volume", "token_dependency", "cross_attention_per_frame",
+           "plot_attention_map", "plot_temporal_maps", "plot_offset_profiles",
            "plot_attention_summary"]
 
 JOINT_KINDS = ("full", "sparse", "joint")  # maps over all "(t h w)" tokens of a clip

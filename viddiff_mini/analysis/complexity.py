@@ -174,7 +174,8 @@ def attention_cost(kind: str, t: int, h: int, w: int, dim: int, heads: int = 4,
     kernel computes every score; :meth:`SparseAttention.density` says what a sparse kernel
     would keep), plus with ``topk_blocks`` the block-routing scores; none — nothing.
     """
-    from viddiff_mini.nn.attention import _KIND_OPTS, ATTENTION_KINDS, _as_triple
+    from viddiff_mini.nn.attention import (_KIND_OPTS, ATTENTION_KINDS, _as_triple,
+                                           _check_block)
 
     _check_dims(t=t, h=h, w=w, dim=dim, heads=heads, batch=batch)
     if kind not in _KIND_OPTS:
@@ -192,10 +193,8 @@ def attention_cost(kind: str, t: int, h: int, w: int, dim: int, heads: int = 4,
     if kind == "full" or kind == "sparse":
         c = _attn_block(batch, n, dim, heads)
         if kind == "sparse" and opts.get("topk_blocks"):  # routing: mean q . mean k per block
-            bt, bh, bw = _as_triple(opts.get("block", (1, 4, 4)), "block")
-            if t % bt or h % bh or w % bw:
-                raise ValueError(f"block={(bt, bh, bw)} must divide the clip shape (t, h, w)="
-                                 f"({t}, {h}, {w})")
+            bt, bh, bw = block = _as_triple(opts.get("block", (1, 4, 4)), "block")
+            _check_block(block, (t, h, w))
             blocks = n // (bt * bh * bw)
             c.flops += 2 * batch * blocks * blocks * dim
     elif kind == "spatial":

@@ -31,8 +31,9 @@ import torch
 from torch import nn
 
 __all__ = ["model_features", "temporal_receptive_field", "layer_receptive_fields",
-           "receptive_field_matrix", "effective_span", "influence_range", "feature_propagation", "propagation_leak",
-           "find_bottleneck", "temporal_bottleneck", "plot_layer_profiles"]
+           "receptive_field_matrix", "effective_span", "influence_range",
+           "feature_propagation", "propagation_leak", "find_bottleneck",
+           "temporal_bottleneck", "plot_layer_profiles"]
 
 
 def _as_time(t, b: int, device):

@@ -332,6 +332,13 @@ class WindowAttention(_Attention):
         return x + out
 
 
+def _check_block(block: tuple[int, int, int], grid: tuple[int, int, int]) -> None:
+    """A routing block must tile the clip ``grid = (t, h, w)`` exactly."""
+    if any(n % s for n, s in zip(grid, block)):
+        raise ValueError(f"block={tuple(block)} must divide the clip shape (t, h, w)="
+                         f"{tuple(grid)}")
+
+
 def topk_block_mask(q: torch.Tensor, k: torch.Tensor, grid: tuple[int, int, int],
                     block: tuple[int, int, int], topk: int, causal: bool = False) -> torch.Tensor:
     """Content-adaptive block sparsity: each query block keeps its ``topk`` best key blocks.
@@ -343,10 +350,9 @@ def topk_block_mask(q: torch.Tensor, k: torch.Tensor, grid: tuple[int, int, int]
     ``causal``: later frames' blocks are never selected. Returns bool ``(B, heads, N, N)``.
     The selection is a hard top-k (no gradient through it); the kept scores still train.
     """
+    _check_block(block, grid)
     t, h, w = grid
     bt, bh, bw = block
-    if t % bt or h % bh or w % bw:
-        raise ValueError(f"block={block} must divide the clip shape (t, h, w)={grid}")
     fold = "B H (nt bt nh bh nw bw) d -> B H (nt nh nw) (bt bh bw) d"
     sizes = dict(nt=t // bt, nh=h // bh, bt=bt, bh=bh, bw=bw)
     qb = rearrange(q, fold, **sizes).mean(-2)           # (B, H, nb, d) block summaries
@@ -434,13 +440,10 @@ class SparseAttention(_Attention):
         b, c, t, h, w = x.shape
         y = self.norm(rearrange(x, "b c t h w -> b t h w c"))
         y = y + _time_pos(t, c, y)[:, None, None]
-        mask = self.sparse_mask(t, h, w, x.device)
-        if self.topk_blocks is not None:
-            static = mask
-            if any(n % s for n, s in zip((t, h, w), self.block)):
-                raise ValueError(f"SparseAttention: block={self.block} must divide the clip "
-                                 f"shape (t, h, w)=({t}, {h}, {w})")
-
+        static = self.sparse_mask(t, h, w, x.device)
+        if self.topk_blocks is None:
+            mask = static
+        else:
             def mask(q, k):  # static pattern | the blocks this clip's content selects
                 return static | topk_block_mask(q, k, (t, h, w), self.block, self.topk_blocks,
                                                 self.causal)
@@ -519,7 +522,8 @@ _KIND_CLASSES = {"full": FullAttention, "divided": DividedAttention, "window": W
                  "sparse": SparseAttention, "spatial": SpatialAttention,
                  "temporal": TemporalAttention, "none": NoAttention}
 _KIND_OPTS = {"full": ("causal",), "divided": ("causal",),
-              "window": ("window", "shift", "causal"), "sparse": ("local", "stride", "causal", "topk_blocks", "block"),
+              "window": ("window", "shift", "causal"),
+              "sparse": ("local", "stride", "causal", "topk_blocks", "block"),
               "spatial": (), "temporal": ("causal",), "none": ()}
 
 
@@ -528,8 +532,8 @@ def build_attention(kind: str, dim: int, heads: int = 4, **opts) -> nn.Module:
 
     kind: one of :data:`ATTENTION_KINDS`. Options: ``causal`` (every kind with a time axis:
     full, divided, window, sparse, temporal), ``window``/``shift`` (window),
-    ``local``/``stride``/``topk_blocks``/``block`` (sparse). An option the kind does not take raises ``ValueError``
-    (a silently ignored ``causal=True`` would be a bug).
+    ``local``/``stride``/``topk_blocks``/``block`` (sparse). An option the kind does not
+    take raises ``ValueError`` (a silently ignored ``causal=True`` would be a bug).
     """
     if kind not in _KIND_CLASSES:
         raise ValueError(f"attention kind {kind!r} unknown; expected one of {ATTENTION_KINDS}")
