@@ -78,3 +78,16 @@ def test_cli_bench_constraints_pins_the_installed_torch(capsys):
 def test_cli_bench_bad_input_is_named(capsys):
     assert main(["bench", "train", "--preset", "tiny", "--batch", "0", "--device", "cpu"]) == 2
     assert "--batch" in capsys.readouterr().err
+
+
+def test_bench_train_audits_sdpa_shapes_at_the_real_batch():
+    """The kernel check sees the benchmark's real shapes (not batch 1): walked on meta."""
+    r = bench_train(bench_config("tiny", batch=2), steps=1, warmup=0, device="cpu")
+    assert r["sdpa_shapes"]["calls"] > 0 and r["sdpa_shapes"]["violations"] == []
+    from viddiff_mini.train import build_model_for
+    cfg = bench_config("gpu")
+    audit = common.sdpa_audit(lambda: build_model_for(cfg),
+                              lambda m, x, t, y: m(x, t, {"label": y}),
+                              cfg.batch_size, cfg.frames, cfg.size)
+    assert audit["violations"] == [] and audit["max_batch"] <= 65_535
+    assert audit["max_footprint_of_2^31"] < 1

@@ -4,11 +4,14 @@ import pytest
 import torch
 
 from viddiff_mini.nn.embeddings import (
+    MAX_TABLE_FRAMES,
     LabelEmbedding,
     TimestepMLP,
     VectorEmbedding,
+    check_labels,
     sincos_1d,
     sincos_2d,
+    table_rows,
     timestep_embedding,
 )
 
@@ -60,8 +63,15 @@ def test_label_embedding_null_row():
     assert torch.equal(out[0], emb.table.weight[1])
     assert torch.equal(out[1], emb.table.weight[10])  # the null row
     assert torch.equal(emb(None, batch=2), emb.table.weight[[10, 10]])
-    with pytest.raises(ValueError, match="num_classes=10"):
+    # a tensor is checked on its device (no host sync: RuntimeError on CPU, a device-side
+    # assert on CUDA); python ints and check_labels (data loading) raise ValueError
+    with pytest.raises(RuntimeError, match="num_classes=10"):
         emb(torch.tensor([10]))
+    with pytest.raises(ValueError, match="num_classes=10"):
+        emb([3, 10])
+    with pytest.raises(ValueError, match=r"\[0, 9\].*got \[-1, 2\]"):
+        check_labels(torch.tensor([-1, 2]), 10)
+    check_labels([0, 9], 10)
     with pytest.raises(ValueError, match="label_keep"):
         emb(labels, torch.tensor([1, 0, 1]))
 
@@ -77,3 +87,12 @@ def test_vector_embedding_null():
     assert emb(None, batch=4).shape == (4, 8)
     with pytest.raises(ValueError, match="vector_dim=3"):
         emb(torch.randn(2, 4))
+
+
+def test_table_rows_equal_fresh_tables():
+    """Position tables kept as buffers give exactly the values computed per forward."""
+    for dim in (7, 16, 48, 384):
+        table = sincos_1d(MAX_TABLE_FRAMES, dim)
+        for n in (1, 2, 8, 16, 64):
+            assert torch.equal(table_rows(table, n, dim, table), sincos_1d(n, dim))
+        assert torch.equal(table_rows(table, 70, dim, table), sincos_1d(70, dim))  # past the end

@@ -154,12 +154,15 @@ def peak_memory_gb(device: torch.device) -> float | None:
     return None
 
 
-def sdpa_backends(forward: Callable[[], object], device: torch.device) -> dict:
+def sdpa_backends(step: Callable[[], object], device: torch.device) -> dict:
     """Which fused attention kernels accept this model's attention calls (CUDA only).
 
-    Runs one forward under each restricted backend; success means every SDPA call of the
-    model can use that kernel. ``"selected"`` is the first that works in PyTorch's own
-    priority order (flash, then memory-efficient, then cuDNN, then math).
+    ``step`` should be a forward *and backward* at the benchmark's real batch and clip size
+    (a batch-1 check passes for shapes that crash at the real batch: the kernels' grid and
+    32-bit index limits depend on the batch, and the flash backward has its own bound).
+    Runs it under each restricted backend; success means every SDPA call of the step can
+    use that kernel. ``"selected"`` is the first that works in PyTorch's own priority order
+    (flash, then memory-efficient, then cuDNN, then math).
     """
     if device.type != "cuda":
         return {"selected": "cpu", "note": "SDPA backend selection (flash / efficient / "
@@ -172,8 +175,8 @@ def sdpa_backends(forward: Callable[[], object], device: torch.device) -> dict:
                           ("efficient", SDPBackend.EFFICIENT_ATTENTION),
                           ("cudnn", SDPBackend.CUDNN_ATTENTION)]:
         try:
-            with sdpa_kernel(backend), torch.no_grad():
-                forward()
+            with sdpa_kernel(backend):
+                step()
             torch.cuda.synchronize(device)
             result[name] = "ok"
         except Exception as e:  # each unsupported case raises RuntimeError with a reason
@@ -181,6 +184,31 @@ def sdpa_backends(forward: Callable[[], object], device: torch.device) -> dict:
     result["selected"] = next((n for n in ("flash", "efficient", "cudnn")
                                if result[n] == "ok"), "math")
     return result
+
+
+def sdpa_audit(build: Callable[[], torch.nn.Module], forward: Callable, batch: int,
+               frames: int, size: int) -> dict:
+    """Every SDPA call of one forward at the real shapes, walked on the ``meta`` device.
+
+    ``build()`` makes the model, ``forward(model, x, t, labels)`` calls it. No memory and
+    no GPU: shapes only. Returns ``{"calls", "max_batch", "max_footprint", "violations"}``
+    against the CUDA kernels' limits (:mod:`viddiff_mini.nn.sdpa`).
+    """
+    from viddiff_mini.nn.sdpa import MAX_INDEX, record_sdpa_calls, sdpa_violations
+
+    try:
+        with torch.device("meta"):
+            model = build()
+            x = torch.empty(batch, 3, frames, size, size)
+            t = torch.empty(batch)
+            y = torch.zeros(batch, dtype=torch.long)
+        with record_sdpa_calls() as calls:
+            forward(model, x, t, y)
+    except Exception as e:  # a peer whose code does not run on meta tensors
+        return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"}
+    return {"calls": len(calls), "max_batch": max((c.batch for c in calls), default=0),
+            "max_footprint_of_2^31": max((c.footprint for c in calls), default=0) / MAX_INDEX,
+            "violations": sdpa_violations(calls)}
 
 
 def count_params(model: torch.nn.Module) -> int:

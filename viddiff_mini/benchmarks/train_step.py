@@ -135,10 +135,17 @@ def bench_train(cfg: TrainConfig, steps: int = 20, warmup: int = 5, compile: boo
         flops_per_step = common.count_flops(fwd_bwd) * cfg.batch_size
         model.zero_grad(set_to_none=True)
 
-    backends = None
+    backends = audit = None
     if sdpa_check:
-        one = make_inputs(cfg, 1, device, seed=2)
-        backends = common.sdpa_backends(lambda: loss_of(model, one), device)
+        # at the real batch, forward and backward: the kernels' limits depend on both
+        def fwd_bwd_full():
+            loss_of(model, inputs).backward()
+            model.zero_grad(set_to_none=True)
+
+        backends = common.sdpa_backends(fwd_bwd_full, device)
+        audit = common.sdpa_audit(lambda: build_model_for(cfg),
+                                  lambda m, x, t, y: m(x, t, {"label": y}),
+                                  cfg.batch_size, cfg.frames, cfg.size)
 
     common.reset_peak_memory(device)
     timing = common.time_calls(step, steps, warmup, device)
@@ -165,6 +172,7 @@ def bench_train(cfg: TrainConfig, steps: int = 20, warmup: int = 5, compile: boo
         "achieved_tflops": flops_per_step / median / 1e12 if flops_per_step else None,
         "mfu": util, "mfu_note": why,
         "sdpa": backends,
+        "sdpa_shapes": audit,
         "device": info,
         "notes": notes,
     }

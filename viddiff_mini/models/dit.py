@@ -32,11 +32,11 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
 from ..nn.attention import CrossAttention, reference_attention
 from ..nn.embeddings import LabelEmbedding, TimestepMLP, VectorEmbedding, sincos_1d, sincos_2d
+from ..nn.sdpa import sdpa
 from .conditioning import check_cond, concat_input, context_inputs, time_batch
 from .registry import register_model
 
@@ -117,7 +117,7 @@ class SelfAttention(nn.Module):
         q, k, v = rearrange(self.qkv(x), "B L (three h d) -> three B h L d", three=3,
                             h=self.heads)
         if self._record is None:
-            out = F.scaled_dot_product_attention(q, k, v)
+            out = sdpa(q, k, v)  # batch-chunked to the fused kernels' limits
         else:
             out, weights = reference_attention(q, k, v)
             self._record.append(weights.detach())
@@ -263,6 +263,14 @@ class VideoDiT(nn.Module):
                                     for m in modes)
         pt, ph, pw = self.patch
         self.final = FinalLayer(dim, pt * ph * pw * self.out_channels)
+        # fixed sin-cos tables as non-persistent buffers: on the model's device, not in the
+        # state dict; sized for the clip shape when given (else up to 64 x 32 x 32 tokens)
+        hw = (image_size, image_size) if isinstance(image_size, int) else image_size
+        T_max = -(-frames // pt) if frames else 64
+        H_max, W_max = (-(-hw[0] // ph), -(-hw[1] // pw)) if hw else (32, 32)
+        self.register_buffer("pos_time", sincos_1d(T_max, dim), persistent=False)
+        self.register_buffer("pos_space", sincos_2d(H_max, W_max, dim).reshape(H_max, W_max, dim),
+                             persistent=False)
 
     # ------------------------------------------------------------------ helpers
     def num_params(self, trainable_only: bool = False) -> int:
@@ -285,10 +293,19 @@ class VideoDiT(nn.Module):
         return x, video
 
     def _pos(self, T: int, H: int, W: int, like: torch.Tensor) -> torch.Tensor:
-        """Fixed sin-cos position embedding ``(T, H W, d)``: 2-D space plus 1-D time."""
-        space = sincos_2d(H, W, self.dim)
-        time = sincos_1d(T, self.dim)
-        return (time[:, None] + space[None]).to(device=like.device, dtype=like.dtype)
+        """Fixed sin-cos position embedding ``(T, H W, d)``: 2-D space plus 1-D time.
+
+        Sliced from the ``pos_time`` / ``pos_space`` buffers (equal bit for bit to
+        ``sincos_1d(T)`` / ``sincos_2d(H, W)``); a clip larger than them is computed here.
+        """
+        if T <= self.pos_time.shape[0] and H <= self.pos_space.shape[0] \
+                and W <= self.pos_space.shape[1]:
+            space = self.pos_space[:H, :W].reshape(H * W, self.dim)
+            time = self.pos_time[:T]
+        else:
+            space = sincos_2d(H, W, self.dim).to(like.device)
+            time = sincos_1d(T, self.dim).to(like.device)
+        return (time[:, None] + space[None]).to(dtype=like.dtype)
 
     def _run(self, block: DiTBlock, tok, c, ctx):
         if self.checkpoint and self.training and torch.is_grad_enabled():

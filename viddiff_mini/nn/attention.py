@@ -28,7 +28,9 @@ temporal    t                                      h w t^2 c
 pattern exactly but computes all N^2 scores; a block-sparse kernel (FlexAttention,
 xformers) would spend only the masked-in fraction (:meth:`SparseAttention.density`).
 
-Fast path: ``F.scaled_dot_product_attention``. Teaching path: :func:`reference_attention`,
+Fast path: ``F.scaled_dot_product_attention`` through :func:`viddiff_mini.nn.sdpa.sdpa`,
+which runs a call in batch chunks when it would break the CUDA kernels' grid or 32-bit
+index limits (temporal attention over ``b h w`` sequences does). Teaching path: :func:`reference_attention`,
 tested equal to SDPA; :func:`return_attention_maps` switches modules to it and records the
 attention weights.
 """
@@ -41,9 +43,9 @@ import math
 import torch
 from einops import rearrange
 from torch import nn
-from torch.nn import functional as F
 
-from .embeddings import sincos_1d
+from .embeddings import MAX_TABLE_FRAMES, sincos_1d, table_rows
+from .sdpa import sdpa
 
 ATTENTION_KINDS = ("full", "divided", "window", "sparse", "spatial", "temporal", "none")
 
@@ -68,8 +70,8 @@ def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 def _attend(module: nn.Module, q, k, v, mask=None, is_causal: bool = False) -> torch.Tensor:
     """SDPA, or the reference path when ``module`` is recording attention maps."""
     record = getattr(module, "_record", None)
-    if record is None:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+    if record is None:  # batch-chunked to the fused kernels' limits (nn/sdpa.py)
+        return sdpa(q, k, v, attn_mask=mask, is_causal=is_causal)
     if is_causal:
         lq, lk = q.shape[-2], k.shape[-2]
         mask = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril()
@@ -84,9 +86,17 @@ def _check_heads(dim: int, heads: int) -> None:
                          f"(each head gets dim // heads channels)")
 
 
-def _time_pos(t: int, dim: int, like: torch.Tensor) -> torch.Tensor:
-    """Sin-cos embedding of frame indices 0..t-1, ``(t, dim)``, so attention knows frame order."""
-    return sincos_1d(t, dim).to(device=like.device, dtype=like.dtype)
+def _time_pos(module: nn.Module, t: int, dim: int, like: torch.Tensor) -> torch.Tensor:
+    """Sin-cos embedding of frame indices 0..t-1, ``(t, dim)``, so attention knows frame order.
+
+    Read from the module's ``time_pos`` buffer (on the model's device: no host-to-device
+    copy per forward), equal bit for bit to ``sincos_1d(t, dim)``.
+    """
+    return table_rows(getattr(module, "time_pos", None), t, dim, like)
+
+
+def _add_time_table(module: nn.Module, dim: int) -> None:
+    module.register_buffer("time_pos", sincos_1d(MAX_TABLE_FRAMES, dim), persistent=False)
 
 
 # --------------------------------------------------------------------------- base block
@@ -165,6 +175,7 @@ class TemporalAttention(_Attention):
     def __init__(self, dim: int, heads: int = 4, causal: bool = False):
         super().__init__(dim, heads)
         self.causal = causal
+        _add_time_table(self, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (b, c, t, h, w) -> x + attn(x), same shape."""
@@ -173,7 +184,7 @@ class TemporalAttention(_Attention):
         if t == 1:
             return x
         tok = self.norm(rearrange(x, "b c t h w -> (b h w) t c"))
-        tok = tok + _time_pos(t, c, tok)
+        tok = tok + _time_pos(self, t, c, tok)
         out = self._mix(tok, is_causal=self.causal)
         return x + rearrange(out, "(b h w) t c -> b c t h w", b=b, h=h)
 
@@ -190,13 +201,14 @@ class FullAttention(_Attention):
     def __init__(self, dim: int, heads: int = 4, causal: bool = False):
         super().__init__(dim, heads)
         self.causal = causal
+        _add_time_table(self, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (b, c, t, h, w) -> x + attn(x), same shape."""
         self._check(x)
         b, c, t, h, w = x.shape
         y = self.norm(rearrange(x, "b c t h w -> b t h w c"))
-        y = y + _time_pos(t, c, y)[:, None, None]
+        y = y + _time_pos(self, t, c, y)[:, None, None]
         mask = None
         if self.causal and t > 1:
             frame = torch.arange(t, device=x.device).repeat_interleave(h * w)
@@ -276,6 +288,7 @@ class WindowAttention(_Attention):
     def __init__(self, dim: int, heads: int = 4, window=(2, 4, 4), shift: bool = False,
                  causal: bool = False):
         super().__init__(dim, heads)
+        _add_time_table(self, dim)
         self.window = _as_triple(window, "window")
         self.shift = bool(shift)
         self.causal = bool(causal)
@@ -309,7 +322,7 @@ class WindowAttention(_Attention):
         b, c, t, h, w = x.shape
         wt, wh, ww = win = self.window_for(t, h, w)
         y = self.norm(rearrange(x, "b c t h w -> b t h w c"))
-        y = y + _time_pos(t, c, y)[:, None, None]
+        y = y + _time_pos(self, t, c, y)[:, None, None]
         shifts = (0, 0, 0)
         if self.shift:  # no shift along an axis the window already covers
             shifts = tuple(s // 2 if s < n else 0 for s, n in zip(win, (t, h, w)))
@@ -400,6 +413,7 @@ class SparseAttention(_Attention):
     def __init__(self, dim: int, heads: int = 4, local=(1, 2, 2), stride=(2, 4, 4),
                  causal: bool = False, topk_blocks: int | None = None, block=(1, 4, 4)):
         super().__init__(dim, heads)
+        _add_time_table(self, dim)
         self.causal = bool(causal)
         if topk_blocks is not None and (not isinstance(topk_blocks, int) or topk_blocks < 1):
             raise ValueError(f"topk_blocks: expected a positive int or None, got {topk_blocks!r}")
@@ -439,7 +453,7 @@ class SparseAttention(_Attention):
         self._check(x)
         b, c, t, h, w = x.shape
         y = self.norm(rearrange(x, "b c t h w -> b t h w c"))
-        y = y + _time_pos(t, c, y)[:, None, None]
+        y = y + _time_pos(self, t, c, y)[:, None, None]
         static = self.sparse_mask(t, h, w, x.device)
         if self.topk_blocks is None:
             mask = static

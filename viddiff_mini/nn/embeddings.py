@@ -84,6 +84,34 @@ def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
     return torch.cat([sincos_1d(rows, dim // 2), sincos_1d(cols, dim // 2)], dim=-1)
 
 
+def check_labels(labels, num_classes: int, name: str = "label") -> None:
+    """Host-side range check of class labels (for data loading, where labels are on the CPU).
+
+    Raises ``ValueError`` naming the range when a label is outside ``[0, num_classes)``.
+    """
+    labels = torch.as_tensor(labels)
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"{name}: values must lie in [0, {num_classes - 1}] "
+                         f"(num_classes={num_classes}), got "
+                         f"[{int(labels.min())}, {int(labels.max())}]")
+
+
+MAX_TABLE_FRAMES = 64  # rows of the frame-position tables kept as buffers
+
+
+def table_rows(table: torch.Tensor | None, n: int, dim: int, like: torch.Tensor) -> torch.Tensor:
+    """The first ``n`` rows of a ``sincos_1d`` table buffer, in ``like``'s dtype and device.
+
+    Models keep their sin-cos tables as non-persistent buffers (they move with ``.to(device)``
+    and stay out of checkpoints) instead of building them on the CPU and copying them to the
+    GPU every forward. ``sincos_1d(N, dim)[:n]`` equals ``sincos_1d(n, dim)`` bit for bit (each
+    row depends only on its position; tested). Past the table's end, computed on the fly.
+    """
+    if table is not None and n <= table.shape[0] and table.shape[1] == dim:
+        return table[:n].to(dtype=like.dtype)
+    return sincos_1d(n, dim).to(device=like.device, dtype=like.dtype)
+
+
 def _keep_mask(keep: torch.Tensor | None, b: int, name: str, device) -> torch.Tensor | None:
     """Validate a ``(b,)`` bool keep mask (None = keep all)."""
     if keep is None:
@@ -115,15 +143,20 @@ class LabelEmbedding(nn.Module):
             idx = torch.full((batch,), self.num_classes, dtype=torch.long,
                              device=self.table.weight.device)
             return self.table(idx)
-        labels = torch.as_tensor(labels, device=self.table.weight.device)
+        if not torch.is_tensor(labels):  # python ints: checked on the host, for free
+            labels = torch.as_tensor(labels)
+            check_labels(labels, self.num_classes)
+        labels = labels.to(self.table.weight.device)
         if labels.ndim != 1 or labels.dtype not in (torch.long, torch.int, torch.int32):
             raise ValueError(f"label: expected a long tensor of shape (b,), got {labels.dtype} "
                              f"{tuple(labels.shape)}")
         labels = labels.long()
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise ValueError(f"label: values must lie in [0, {self.num_classes - 1}] "
-                             f"(num_classes={self.num_classes}), got "
-                             f"[{int(labels.min())}, {int(labels.max())}]")
+        # A device-side assert, not ``if labels.max() >= n``: reading the values on the host
+        # would stall the GPU every step and break the compiled graph. On CPU it raises
+        # RuntimeError with this message; data loaders check labels with check_labels.
+        torch._assert_async(((labels >= 0) & (labels < self.num_classes)).all(),
+                            f"label: values must lie in [0, {self.num_classes - 1}] "
+                            f"(num_classes={self.num_classes})")
         keep = _keep_mask(keep, labels.shape[0], "label", labels.device)
         if keep is not None:
             labels = torch.where(keep, labels, torch.full_like(labels, self.num_classes))
