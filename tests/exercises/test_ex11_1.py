@@ -1,7 +1,10 @@
 """Graded tests for lesson 11.1 (exercises in ``lessons/exercises/ex11_1.py``).
 
 Conventions (see viddiff_mini/grading/plugin.py):
-* every test takes the ``answers`` fixture and loads the module with ``answers("ex11_1")``;
+* every test takes the ``answers`` fixture and loads the module with ``answers("ex11_1")``:
+  the answer runs in its own process and the test gets plain data back (tensors, numbers);
+  what must run next to the answer (autograd through it, a model it trains) goes through
+  ``answers.remote(helper, ...)`` with a helper from ``viddiff_mini.grading.drivers``;
 * every test carries ``@pytest.mark.points(n)`` and ``@pytest.mark.exercise("11.1.<k><letter>")``;
 * tests check properties and hand-worked values with seeded inputs and tolerances, never
   "equals the reference solution"; failure messages say what was expected;
@@ -16,6 +19,15 @@ import torch
 # torch.utils.checkpoint imports torch._dynamo lazily on first use (seconds on a slow CPU);
 # import it at collection so that cost is not charged to a timed test (11.1.2b).
 import torch._dynamo  # noqa: F401, E402
+
+from viddiff_mini.grading.drivers import (  # noqa: E402 - run in the answer's process
+    Recorder,
+    param_grads,
+    saved_bytes,
+    saved_bytes_and_backward,
+    square_sum_grads,
+    value_and_grad,
+)
 
 # =========================================================================== Exercise 11.1.1a
 # interpolate_frames(video, factor, method="linear"|"flow", flow=None, max_shift=4)
@@ -203,12 +215,12 @@ def test_temporal_loss_flow_compensates_motion(answers):
 def test_temporal_loss_is_differentiable_scalar(answers):
     ex = answers("ex11_1")
     g = torch.Generator().manual_seed(4)
-    pred = (torch.rand(1, 3, 4, 6, 6, generator=g) * 2 - 1).requires_grad_(True)
+    pred = torch.rand(1, 3, 4, 6, 6, generator=g) * 2 - 1
     target = torch.rand(1, 3, 4, 6, 6, generator=g) * 2 - 1
-    loss = ex.temporal_consistency_loss(pred, target)
+    # loss = temporal_consistency_loss(pred, target); loss.backward(), next to the answer
+    loss, grad = answers.remote(value_and_grad, ex.temporal_consistency_loss, pred, target)
     assert isinstance(loss, torch.Tensor) and loss.ndim == 0, "expected a 0-dim tensor"
-    loss.backward()
-    assert pred.grad is not None and torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0, (
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, (
         "the loss must keep the graph: gradients w.r.t. pred should be finite and non-zero")
     one = ex.temporal_consistency_loss(torch.zeros(1, 3, 1, 4, 4))
     assert float(one) == 0.0, "a one-frame clip has no change: loss 0"
@@ -333,19 +345,6 @@ def _blocks(seed=0, n=6, width=64):
             for _ in range(n)]
 
 
-def _saved_bytes(fn, x):
-    """Bytes of the tensors autograd saves for backward while running fn(x)."""
-    total = [0]
-
-    def pack(t):
-        total[0] += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        y = fn(x)
-    return total[0], y
-
-
 @pytest.mark.points(1)
 @pytest.mark.exercise("11.1.2b")
 def test_checkpoint_same_outputs(answers):
@@ -371,19 +370,18 @@ def test_checkpoint_same_gradients(answers):
     x = torch.randn(16, 64, generator=torch.Generator().manual_seed(3))
     for segments in (None, 2):
         x1 = x.clone().requires_grad_(True)
-        x2 = x.clone().requires_grad_(True)
         plain = torch.nn.Sequential(*blocks)
         plain(x1).pow(2).sum().backward()
         ref = [p.grad.clone() for p in plain.parameters()]
         plain.zero_grad(set_to_none=True)
         wrapped = ex.CheckpointedSequential(blocks, segments=segments)
-        wrapped(x2).pow(2).sum().backward()
-        got = [p.grad for p in wrapped.parameters()]
-        assert all(g is not None and torch.allclose(g, r, atol=1e-5) for g, r in zip(got, ref)), (
+        # wrapped(x).pow(2).sum().backward(), next to the answer
+        got, x2_grad = answers.remote(square_sum_grads, wrapped, x)
+        assert len(got) == len(ref) and all(
+            g is not None and torch.allclose(g, r, atol=1e-5) for g, r in zip(got, ref)), (
             f"segments={segments}: parameter gradients must equal the plain blocks'")
-        assert torch.allclose(x2.grad, x1.grad, atol=1e-5), "input gradients must be equal too"
-        for p in wrapped.parameters():
-            p.grad = None
+        assert x2_grad is not None and torch.allclose(x2_grad, x1.grad, atol=1e-5), (
+            "input gradients must be equal too")
 
 
 @pytest.mark.points(2)
@@ -392,13 +390,14 @@ def test_checkpoint_saves_fewer_activations(answers):
     ex = answers("ex11_1")
     blocks = _blocks(seed=4)
     x = torch.randn(32, 64, generator=torch.Generator().manual_seed(5)).requires_grad_(True)
-    plain_bytes, _ = _saved_bytes(torch.nn.Sequential(*blocks), x)
-    ck_bytes, y = _saved_bytes(ex.CheckpointedSequential(blocks), x)
+    plain_bytes, _ = saved_bytes(torch.nn.Sequential(*blocks), x)
+    # measured next to the answer, then y.sum().backward() there
+    ck_bytes, backward_ok = answers.remote(saved_bytes_and_backward,
+                                           ex.CheckpointedSequential(blocks), x)
     assert ck_bytes < 0.5 * plain_bytes, (
         f"with torch.utils.checkpoint only each segment's input is kept for backward: saved "
         f"{ck_bytes} bytes vs {plain_bytes} without checkpointing (expected < half)")
-    y.sum().backward()   # and backward still works (recomputation)
-    assert x.grad is not None
+    assert backward_ok is True, "backward must still work (recomputation)"
 
 
 @pytest.mark.points(1)
@@ -413,21 +412,6 @@ def test_checkpoint_rejects_bad_segments(answers):
 # =========================================================================== Exercise 11.1.2c
 # amp_train_step(model, optimizer, x, target, dtype=torch.bfloat16, scaler=None) -> float
 
-class _Recorder(torch.nn.Module):
-    """Two Linear layers; remembers the dtype of the hidden activation."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.a, self.b = torch.nn.Linear(8, 32), torch.nn.Linear(32, 4)
-        self.seen = []
-
-    def forward(self, x):
-        h = self.a(x)
-        self.seen.append(h.dtype)
-        return self.b(torch.relu(h))
-
-
 def _regression(seed=1):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(64, 8, generator=g)
@@ -439,12 +423,14 @@ def _regression(seed=1):
 @pytest.mark.exercise("11.1.2c")
 def test_amp_step_updates_params(answers):
     ex = answers("ex11_1")
-    model = _Recorder()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    # the model (Recorder: two seeded Linear layers) and its optimizer live next to the answer
+    model = answers.remote(Recorder)
+    opt = answers.remote(torch.optim.SGD, model.parameters(), lr=0.1)
     x, target = _regression()
-    before = [p.detach().clone() for p in model.parameters()]
+    twin = Recorder()   # the same start, here
+    before = [p.detach().clone() for p in twin.parameters()]
     with torch.no_grad():
-        fp32 = torch.nn.functional.mse_loss(model(x), target).item()
+        fp32 = torch.nn.functional.mse_loss(twin(x), target).item()
     loss = ex.amp_train_step(model, opt, x, target)
     assert isinstance(loss, float) and loss == loss and abs(loss) != float("inf"), (
         f"expected the loss as a finite Python float, got {loss!r}")
@@ -453,7 +439,8 @@ def test_amp_step_updates_params(answers):
         f"forward within a few %), got {loss:.4f}")
     assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters())), (
         "every parameter should change after optimizer.step()")
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters()), (
+    grads = answers.remote(param_grads, model)
+    assert all(g is not None and torch.isfinite(g).all() for g in grads), (
         "gradients should exist and be finite")
 
 
@@ -461,8 +448,8 @@ def test_amp_step_updates_params(answers):
 @pytest.mark.exercise("11.1.2c")
 def test_amp_step_uses_autocast(answers):
     ex = answers("ex11_1")
-    model = _Recorder()
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    model = answers.remote(Recorder)
+    opt = answers.remote(torch.optim.SGD, model.parameters(), lr=0.05)
     x, target = _regression()
     ex.amp_train_step(model, opt, x, target, dtype=torch.bfloat16)
     assert model.seen and model.seen[-1] == torch.bfloat16, (
@@ -476,8 +463,8 @@ def test_amp_step_uses_autocast(answers):
 @pytest.mark.exercise("11.1.2c")
 def test_amp_steps_reduce_the_loss(answers):
     ex = answers("ex11_1")
-    model = _Recorder()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model = answers.remote(Recorder)
+    opt = answers.remote(torch.optim.Adam, model.parameters(), lr=1e-2)
     x, target = _regression(2)
     losses = [ex.amp_train_step(model, opt, x, target) for _ in range(30)]
     assert losses[-1] < 0.5 * losses[0], (

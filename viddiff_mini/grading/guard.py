@@ -1,26 +1,26 @@
-"""An in-process guard for grading: no writes outside the allowed folders, no new processes.
+"""An audit hook in the answer's process that reports crude misbehaviour as a violation.
 
-``viddiff grade`` runs a submission's code inside the pytest process. This guard (a
-``sys.addaudithook`` hook, installed by the plugin when ``--sandbox DIR`` is given) turns
-the crude ways a submission can damage the grader into a ``PermissionError`` *and* a
-recorded violation, which the plugin reports as the failing test's outcome:
+``viddiff grade`` loads a submission only in its worker process (:mod:`.worker`), inside
+the OS sandbox of :mod:`.sandbox`: that sandbox is what keeps the submission away from the
+grader, other submissions and the network. This hook, installed in the worker before the
+answer is loaded (``--guard DIR``), adds an explanation: the crude ways to misbehave raise
+``PermissionError`` *and* are recorded, and the judge turns the test that tried into the
+outcome "violation":
 
 * opening a file for writing, creating, removing, renaming, linking or chmod-ing a path
-  outside the allowed folders (the submission's own folder, its ``HOME`` and ``TMPDIR``);
+  outside the allowed folders (the worker's private temp folder);
 * starting a process (``subprocess``, ``os.system``, ``os.fork``, ``os.exec*``, ...);
-* sending a signal to another process; opening a network connection.
+* sending a signal to another process; network use (``connect``, ``bind``, ``sendto``,
+  ``sendmsg``).
 
-Why an audit hook: it sees every file operation made through Python (``open``,
-``pathlib``, ``shutil``, ``os``) with its real path, so the grade can name the test that
-tried. It cannot see what C code does (``ctypes``); where the kernel supports Landlock,
-:mod:`.limits` also enforces the write rule there. An audit hook cannot be removed, but
-code in the same process can still fake results: this guards against accidents and crude
-misbehaviour, not a determined attacker (see :mod:`.grade`).
+It sees only what goes through Python (not ``ctypes``), and code in the same process can
+hide its violations from the report: it is a diagnostic, not a security boundary. There is
+no way to switch it off from inside the process (no exemption): the worker itself writes
+nothing but its pipe.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
@@ -42,7 +42,7 @@ _DIR_FD_ARG = {"os.remove": 1, "os.rmdir": 1, "os.mkdir": 2, "os.chmod": 2, "os.
                "shutil.rmtree": 1}
 _SPAWN_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
                  "os.fork", "os.forkpty", "pty.spawn", "os.startfile"}
-_NET_EVENTS = {"socket.connect", "socket.bind"}
+_NET_EVENTS = {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg"}
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
@@ -77,15 +77,6 @@ class WriteGuard:
         self.violations.append(what)
         raise PermissionError(f"grading sandbox: {what} is not allowed while grading")
 
-    @contextlib.contextmanager
-    def exempt(self):
-        """Let the grading plugin itself write (its JSON report) while inside this block."""
-        self._local.exempt = True
-        try:
-            yield
-        finally:
-            self._local.exempt = False
-
     # ------------------------------------------------------------------ the hook
     def __call__(self, event: str, args: tuple) -> None:
         if event == "open":
@@ -101,7 +92,7 @@ class WriteGuard:
             dir_fd = args[fd_i] if fd_i is not None and fd_i < len(args) else None
             paths = tuple((args[i], dir_fd) for i in _PATH_EVENTS[event] if i < len(args))
         elif event in _SPAWN_EVENTS:
-            if getattr(self._local, "busy", False) or getattr(self._local, "exempt", False):
+            if getattr(self._local, "busy", False):
                 return
             self._refuse(f"starting another process ({event})")
             return
@@ -116,7 +107,7 @@ class WriteGuard:
             return
         else:
             return
-        if getattr(self._local, "busy", False) or getattr(self._local, "exempt", False):
+        if getattr(self._local, "busy", False):
             return
         self._local.busy = True  # our own os.* calls below must not re-enter the check
         try:
@@ -131,7 +122,7 @@ class WriteGuard:
         finally:
             self._local.busy = False
         if bad:
-            self._refuse(f"writing outside the submission folder ({event} {bad[0]})")
+            self._refuse(f"writing outside its temp folder ({event} {bad[0]})")
 
 
 _INSTALLED: WriteGuard | None = None

@@ -9,7 +9,16 @@ What it adds:
   in ``tests/exercises/test_meta.py``: never graded, never in the handout);
 * the ``answers`` fixture: ``answers("ex11_1")`` returns the module loaded fresh from the
   chosen answers folder (``--answers=stubs|solutions|PATH``, else ``$VIDDIFF_ANSWERS``,
-  else the stubs in ``lessons/exercises``);
+  else the stubs in ``lessons/exercises``) **in a separate worker process**: the test
+  gets a proxy (:mod:`.remote`) whose calls run the answer there and bring back plain data
+  only, so the test process (the judge) never imports the answer.
+  ``answers.remote(fn, *args)`` runs a trusted helper (``viddiff_mini.grading.drivers``,
+  torch) in that process, for what must happen next to the answer (autograd through it,
+  FLOP counting, objects the answer keeps);
+* ``--worker-sandbox none|guard|bwrap`` (:mod:`.sandbox`): how that process runs; ``viddiff
+  grade`` uses ``bwrap`` (an OS sandbox) with ``--worker-memory``, ``--worker-output-cap``,
+  ``--worker-disk``, ``--worker-nproc`` limits. A test whose answer broke the guard gets
+  the outcome "violation"; one whose answer's process died gets "crash";
 * a collection check: every test in a graded file (a file in a folder named ``exercises``
   or named ``test_ex*.py``) must carry both ``points`` and ``exercise`` marks unless it is
   marked ``instructor``; otherwise the run stops with a usage error naming the tests;
@@ -23,9 +32,6 @@ What it adds:
 * a grade table at the end of the run and a JSON report (``--grade-json``, default
   ``grade.json`` in the rootdir). The JSON is rewritten as each test starts and ends, so a
   grader can tell which test was running when a process died;
-* ``--sandbox DIR`` (repeatable; used by ``viddiff grade``): install :mod:`.guard`, which
-  refuses writes outside DIR, new processes and signals to other processes; a test that
-  tried gets the outcome "violation".
 
 Everything except the markers and options is inactive unless graded tests (tests with a
 ``points`` mark) were collected, so the unit-test output stays clean. Works with
@@ -38,20 +44,23 @@ import contextlib
 import errno
 import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from . import guard as _guard
-from .answers import AnswerFileMissing, load_answers, resolve_answers_dir
+from .answers import _NAME_RE, AnswerFileMissing, resolve_answers_dir
+from .remote import RemoteObject, Session, WorkerCrashed, _worker_importable
 from .report import NOT_ATTEMPTED, format_table, one_line, summarize, write_json
+from .sandbox import MODES, Launcher, WorkerLimits
 
 HIDDEN_SUFFIX = "_hidden.py"
 _PROP = "viddiff"  # user_properties key carrying a graded test's record fields
 # Outcomes after which the exercise's remaining tests are skipped (and why).
 ABANDON = {"timeout": "timed out", "violation": "broke the grading sandbox",
-           "output limit": "wrote more output than allowed"}
+           "output limit": "wrote more output than allowed",
+           "crash": "ended the answer's process"}
 
 
 class GradingTimeout(BaseException):
@@ -71,9 +80,20 @@ def pytest_addoption(parser):
     group.addoption("--exercise", action="append", default=[], metavar="ID",
                     help="run only the graded tests of this exercise (e.g. 11.1.1a; a prefix "
                          "such as 11.1 selects the section); repeatable")
-    group.addoption("--sandbox", action="append", default=[], metavar="DIR",
-                    help="(for viddiff grade) refuse writes outside DIR, new processes and "
-                         "signals to other processes; repeatable")
+    group.addoption("--worker-sandbox", default="none", choices=MODES,
+                    help="how the answers' process runs: none (default), guard (limits and "
+                         "an audit guard, no isolation) or bwrap (the OS sandbox viddiff "
+                         "grade uses)")
+    d = WorkerLimits()
+    group.addoption("--worker-memory", type=int, default=d.memory, metavar="BYTES")
+    group.addoption("--worker-output-cap", type=int, default=d.fsize, metavar="BYTES")
+    group.addoption("--worker-disk", type=int, default=d.disk, metavar="BYTES")
+    group.addoption("--worker-nproc", type=int, default=d.nproc, metavar="N")
+    group.addoption("--worker-cpu", type=int, default=d.cpu, metavar="SECONDS")
+    group.addoption("--worker-uid", type=int, default=d.uid, metavar="UID",
+                    help="the uid a root grader's sandboxed worker runs as")
+    group.addoption("--worker-log", default=None, metavar="PATH",
+                    help="file for the answers' printed output (default: this terminal)")
 
 
 def pytest_configure(config):
@@ -83,9 +103,6 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "hidden: instructor-only graded test (not in the handout)")
     config.addinivalue_line("markers", "instructor: a test of the course tooling, not a graded "
                                        "test (exempt from the points check, not in the handout)")
-    sandbox = config.getoption("--sandbox")
-    if sandbox:
-        _guard.install([Path(p) for p in sandbox])
     # One state object per config, registered as a plugin so its hooks see this run only
     # (nested in-process runs, e.g. pytester, get their own).
     config._viddiff = _State(config)
@@ -102,15 +119,44 @@ def pytest_runtest_setup(item):
         pytest.skip(f"not run: an earlier test of {ex} {state.abandoned[str(ex)]}")
 
 
+class Answers:
+    """What the ``answers`` fixture gives a test.
+
+    ``answers("ex11_1")`` loads ``<answers folder>/ex11_1.py`` afresh in the answers'
+    process and returns a proxy for the module; ``answers.remote(fn, *args, **kwargs)``
+    calls ``fn`` (a function or class importable there: ``viddiff_mini.grading.drivers``,
+    ``torch``) in that process and returns its result the same way (plain data, or a proxy
+    for an object that stays there).
+    """
+
+    def __init__(self, session: Session, folder: Path):
+        self.session, self.folder = session, folder
+
+    def __call__(self, name: str) -> RemoteObject:
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise ValueError(f"name: expected a module name such as 'ex11_1', got {name!r}")
+        if not (self.folder / f"{name}.py").is_file():
+            raise AnswerFileMissing(
+                f"answers folder {self.folder} has no {name}.py (expected the file "
+                f"lessons/exercises/{name}.py of the handout)")
+        return self.session.request("load", name)
+
+    def remote(self, fn, *args, **kwargs):
+        module = getattr(fn, "__module__", None) or ""
+        if not _worker_importable(module):
+            raise TypeError(f"answers.remote: {fn!r} is defined in {module!r}, which the "
+                            f"answers' process cannot import (use viddiff_mini.grading.drivers)")
+        return self.session.request("run", fn, args, kwargs)
+
+
 @pytest.fixture
 def answers(request):
-    """``answers("ex11_1") -> module``, loaded fresh from the chosen answers folder."""
+    """``answers("ex11_1") -> module`` (a proxy: the answer runs in its own process)."""
+    state = request.config._viddiff
     folder = resolve_answers_dir(request.config.getoption("--answers"))
-
-    def _load(name: str):
-        return load_answers(name, folder)
-
-    return _load
+    session = state.session(folder)
+    yield Answers(session, folder)
+    session.reset()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -195,6 +241,45 @@ class _State:
         self.worker = hasattr(config, "workerinput")  # an xdist worker: the controller reports
         self._violations_at: dict[str, int] = {}
         self.abandoned: dict[str, str] = {}  # exercise -> why its other tests are skipped
+        self.violations: list[str] = []  # reported by every worker of this run, in order
+        self.sessions: dict[Path, Session] = {}
+        self._log = None
+        self._log_pos = 0
+
+    def session(self, folder: Path) -> Session:
+        """The worker session for an answers folder (one per folder and run)."""
+        if folder not in self.sessions:
+            opt = self.config.getoption
+            limits = WorkerLimits(memory=opt("--worker-memory"), fsize=opt("--worker-output-cap"),
+                                  cpu=opt("--worker-cpu"), nproc=opt("--worker-nproc"),
+                                  disk=opt("--worker-disk"), uid=opt("--worker-uid"))
+            launcher = Launcher(opt("--worker-sandbox"), folder, limits)
+            if self._log is None:  # the answers' printed output; shown with a failing test
+                path = opt("--worker-log")
+                self._log = (open(path, "w+b") if path  # noqa: SIM115 - closed at the end
+                             else tempfile.TemporaryFile(prefix="viddiff_answers_log_"))
+            self.sessions[folder] = Session(launcher, log=self._log, violations=self.violations)
+        return self.sessions[folder]
+
+    def answer_output(self, limit: int = 8000) -> str:
+        """What the answers printed since the last call (the end of it, at most ``limit``)."""
+        if self._log is None:
+            return ""
+        try:
+            end = os.fstat(self._log.fileno()).st_size
+            start = max(self._log_pos, end - limit)
+            data = os.pread(self._log.fileno(), end - start, start)
+            self._log_pos = end
+        except OSError:
+            return ""
+        return data.decode("utf-8", "replace")
+
+    def pytest_unconfigure(self, config):
+        for s in self.sessions.values():
+            s.close()
+            s.launch.cleanup()
+        if self._log is not None:
+            self._log.close()
 
     def _activate(self) -> None:
         if self.active:
@@ -217,9 +302,7 @@ class _State:
                 "earned": summary["earned"], "possible": summary["possible"],
                 "exercises": summary["exercises"], "tests": tests,
                 "seconds": round(time.time() - self.started, 3)}
-        g = _guard.installed()
-        with g.exempt() if g is not None else contextlib.nullcontext():
-            write_json(self.path, data)
+        write_json(self.path, data)
 
     # ------------------------------------------------------------------ collection
     def pytest_collection_modifyitems(self, session, config, items):
@@ -269,8 +352,15 @@ class _State:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_setup(self, item):
-        g = _guard.installed()
-        self._violations_at[item.nodeid] = len(g.violations) if g is not None else 0
+        self._violations_at[item.nodeid] = len(self.violations)
+        if _points(item) is not None and "answers" in getattr(item, "fixturenames", ()):
+            # start the answers' process before the clock runs (importing torch there is
+            # not the answer's time); a failure here shows as the test's error
+            try:
+                folder = resolve_answers_dir(self.config.getoption("--answers"))
+                self.session(folder).ensure_started()
+            except Exception:
+                pass  # the fixture raises it again, inside the test
         with _alarm(self._timeout(item)):
             yield
 
@@ -290,12 +380,14 @@ class _State:
         report = outcome.get_result()
         if _points(item) is None:
             return
+        printed = self.answer_output()
+        if printed.strip():
+            report.sections.append((f"Captured output of the answer ({call.when})", printed))
         report.user_properties.append((_PROP, _record_fields(item)))
-        g = _guard.installed()
-        if g is not None and len(g.violations) > self._violations_at.get(item.nodeid, 0):
-            # Refused by the sandbox: the test fails even if the code caught the error.
-            what = g.violations[self._violations_at[item.nodeid]]
-            self._violations_at[item.nodeid] = len(g.violations)
+        if len(self.violations) > self._violations_at.get(item.nodeid, 0):
+            # Refused by the guard: the test fails even if the code caught the error.
+            what = self.violations[self._violations_at[item.nodeid]]
+            self._violations_at[item.nodeid] = len(self.violations)
             report.outcome = "failed"
             report.longrepr = one_line(f"tried {what}: not allowed while grading", 300)
             report.user_properties.append(("viddiff_outcome", "violation"))
@@ -307,6 +399,9 @@ class _State:
             # A stub: one line instead of a traceback.
             report.longrepr = f"{NOT_ATTEMPTED}: {one_line(str(exc), 200)}"
             report.user_properties.append(("viddiff_outcome", NOT_ATTEMPTED))
+        elif isinstance(exc, WorkerCrashed):
+            report.longrepr = one_line(str(exc), 300)
+            report.user_properties.append(("viddiff_outcome", "crash"))
         elif isinstance(exc, GradingTimeout):
             report.longrepr = one_line(str(exc))
             report.user_properties.append(("viddiff_outcome", "timeout"))
