@@ -1,7 +1,12 @@
 """Graded tests for lesson 11.2 (exercises in ``lessons/exercises/ex11_2.py``).
 
 Conventions (see viddiff_mini/grading/plugin.py):
-* every test takes the ``answers`` fixture and loads the module with ``answers("ex11_2")``;
+* every test takes the ``answers`` fixture and loads the module with ``answers("ex11_2")``:
+  the answer runs in its own process and a module it returns stays there (the test calls
+  it through a proxy); a function of the test passed to the answer is called back here,
+  unless the answer differentiates through it (then it is a torch module, sent over);
+  what must run next to the answer (randomising its module, counting its FLOPs) goes
+  through ``answers.remote(helper, ...)`` with a helper from ``viddiff_mini.grading.drivers``;
 * every test carries ``@pytest.mark.points(n)`` and ``@pytest.mark.exercise("11.2.<k><letter>")``;
 * tests check properties and hand-worked values with seeded inputs and tolerances, never
   "equals the reference solution"; reference numbers come from the library (parameter
@@ -10,6 +15,7 @@ Conventions (see viddiff_mini/grading/plugin.py):
 One section per exercise, in book order.
 """
 
+import functools
 import math
 
 import pytest
@@ -17,16 +23,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from viddiff_mini.grading.drivers import count_flops, randomize  # run in the answer's process
+
 KINDS = ("full3d", "2plus1d", "pseudo3d")
-
-
-def _randomize(module, seed=0, std=0.3):
-    """Random values for every parameter (zero-init layers included)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * std)
-    return module
 
 
 def _video(b=1, c=3, t=4, h=6, w=6, seed=0):
@@ -467,13 +466,14 @@ def test_gradient_rf_stacked_and_per_frame(answers):
     ex = answers("ex11_2")
     conv = _depthwise_temporal([1.0, 2.0, 1.0])
     x = _video(b=1, c=2, t=7, h=2, w=2)
-    g = ex.gradient_receptive_field(lambda v: conv(conv(v)), x, 3)
+    # the answer differentiates through fn: torch modules / functions, which run next to it
+    g = ex.gradient_receptive_field(nn.Sequential(conv, conv), x, 3)
     want = torch.tensor([0, 1, 4, 6, 4, 1, 0.0]) / 16  # [1 2 1] * [1 2 1]
     assert torch.allclose(g.float(), want, atol=1e-5), f"two stacked convs: expected {want.tolist()}, got {g.tolist()}"
     spatial = nn.Conv3d(2, 3, (1, 3, 3), padding=(0, 1, 1))
     g = ex.gradient_receptive_field(spatial, x, 5)
     assert torch.allclose(g.float(), torch.eye(7)[5], atol=1e-6), "a per-frame layer sees one frame"
-    g = ex.gradient_receptive_field(lambda v: v * 0.0, x, 2)
+    g = ex.gradient_receptive_field(functools.partial(torch.mul, other=0.0), x, 2)
     assert torch.equal(g.float(), torch.zeros(7)), "a zero gradient stays all zeros (no NaN)"
 
 
@@ -537,7 +537,7 @@ def test_hybrid_block_identity_at_init_and_structure(answers):
     x = _video(b=2, c=8, t=3, h=4, w=4)
     with torch.no_grad():
         assert torch.allclose(block(x), x, atol=1e-6), "zero-initialised outputs: identity at init"
-        _randomize(block)
+        answers.remote(randomize, block)
         assert torch.allclose(block(x), block.mix(block.local(x)), atol=1e-5), (
             "forward(x) must be mix(local(x))")
         assert block(x).shape == x.shape
@@ -550,7 +550,7 @@ def test_hybrid_block_identity_at_init_and_structure(answers):
 def test_hybrid_local_branch_is_local(answers):
     ex = answers("ex11_2")
     torch.manual_seed(0)
-    block = _randomize(ex.make_hybrid_block(4, heads=2, kernel=3))
+    block = answers.remote(randomize, ex.make_hybrid_block(4, heads=2, kernel=3))
     x = _video(b=1, c=4, t=5, h=5, w=5, seed=3)
     y = x.clone()
     y[:, :, 2, 2, 2] += torch.tensor([2.0, -1.0, 0.5, 1.5])
@@ -567,7 +567,7 @@ def test_hybrid_local_branch_is_local(answers):
 def test_hybrid_mix_branch_is_global(answers):
     ex = answers("ex11_2")
     torch.manual_seed(0)
-    block = _randomize(ex.make_hybrid_block(4, heads=2))
+    block = answers.remote(randomize, ex.make_hybrid_block(4, heads=2))
     x = _video(b=1, c=4, t=4, h=4, w=4, seed=4)
     y = x.clone()
     # not a constant over channels: a per-token LayerNorm would erase a constant shift
@@ -650,16 +650,15 @@ def test_fusion_shapes_and_params(answers):
 
 @pytest.mark.points(1)
 @pytest.mark.exercise("11.2.4c")
-def test_fusion_flops_hand_worked(answers, flop_counter):
+def test_fusion_flops_hand_worked(answers):
     ex = answers("ex11_2")
     x = torch.zeros(1, 3, 4, 8, 8)
     # early: conv1 2*9*12*8*64 + conv2 2*9*8*8*64 + linear 2*8*5           = 184400
     # late:  4 frames * (2*9*3*8*64 + 2*9*8*8*64) + linear 2*32*5            = 405824
     for kind, want in (("early", 184400), ("late", 405824)):
         m = ex.make_fusion_classifier(kind, 3, 4, 8, 5)
-        with torch.no_grad(), flop_counter(display=False) as fc:
-            m(x)
-        assert fc.get_total_flops() == want, f"{kind}: expected {want} FLOPs, got {fc.get_total_flops()}"
+        got = answers.remote(count_flops, m, x)   # FlopCounterMode around m(x), next to it
+        assert got == want, f"{kind}: expected {want} FLOPs, got {got}"
 
 
 @pytest.mark.points(2)
@@ -677,7 +676,7 @@ def test_late_fusion_is_additive_over_frames_early_is_not(answers):
     b[:, :, 0] = a[:, :, 0]  # a and b share frame 0, differ elsewhere
     for kind, additive in (("late", True), ("early", False)):
         torch.manual_seed(0)
-        m = _randomize(ex.make_fusion_classifier(kind, 3, 4, 8, 5), std=0.5)
+        m = answers.remote(randomize, ex.make_fusion_classifier(kind, 3, 4, 8, 5), std=0.5)
         with torch.no_grad():
             da = m(a2) - m(a)
             db = m(b2) - m(b)

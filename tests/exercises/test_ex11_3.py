@@ -1,7 +1,11 @@
 """Graded tests for lesson 11.3 (exercises in ``lessons/exercises/ex11_3.py``).
 
 Conventions (see viddiff_mini/grading/plugin.py):
-* every test takes the ``answers`` fixture and loads the module with ``answers("ex11_3")``;
+* every test takes the ``answers`` fixture and loads the module with ``answers("ex11_3")``:
+  the answer runs in its own process; a function of the test passed to the answer (a
+  text encoder, a counting model) is called back here; a function the answer returns (a
+  sampling hook) stays there and is called through a proxy; autograd through the answer
+  goes through ``answers.remote(value_and_grad, ...)`` (``viddiff_mini.grading.drivers``);
 * every test carries ``@pytest.mark.points(n)`` and ``@pytest.mark.exercise("11.3.<k><letter>")``;
 * tests check properties and hand-worked values with seeded inputs and tolerances, never
   "equals the reference solution"; failure messages say what was expected.
@@ -13,6 +17,8 @@ import math
 
 import pytest
 import torch
+
+from viddiff_mini.grading.drivers import value_and_grad  # runs in the answer's process
 
 # palette colours in [-1, 1] (MovingShapes-101's red, green, blue)
 RED = (0.84, -0.68, -0.68)
@@ -157,15 +163,15 @@ def test_alignment_loss_hand_worked(answers):
 def test_alignment_loss_gradient_moves_attention_into_spans(answers):
     ex = answers("ex11_3")
     prior = ex.span_prior(WORDS, SPANS, 4)[None]
-    scores = torch.randn(1, 4, 4, generator=torch.Generator().manual_seed(2)).requires_grad_()
-    loss0 = ex.alignment_loss(scores, prior)
-    loss0.backward()
-    loss0 = loss0.detach()
-    assert scores.grad is not None and torch.isfinite(scores.grad).all()
+    scores = torch.randn(1, 4, 4, generator=torch.Generator().manual_seed(2))
+    # loss0 = alignment_loss(scores, prior); loss0.backward(), next to the answer
+    loss0, grad = answers.remote(value_and_grad, ex.alignment_loss, scores, prior)
+    assert grad is not None and torch.isfinite(grad).all(), (
+        "the loss must be a 0-dim tensor with a graph back to the scores")
     # descent raises in-span logits and lowers the others
-    assert (scores.grad[prior & ~prior.all(1, keepdim=True)] <= 1e-7).all()
+    assert (grad[prior & ~prior.all(1, keepdim=True)] <= 1e-7).all()
     with torch.no_grad():
-        loss1 = ex.alignment_loss(scores - 1.0 * scores.grad, prior)
+        loss1 = ex.alignment_loss(scores - 1.0 * grad, prior)
     assert float(loss1) < float(loss0), "a gradient step must lower the alignment loss"
 
 

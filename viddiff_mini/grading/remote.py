@@ -242,6 +242,25 @@ class RemoteObject:
     def __bool__(self):
         return True
 
+    @property
+    def __signature__(self):
+        """The remote callable's signature (names and kinds; defaults are placeholders),
+        for code that inspects how to call it."""
+        import inspect
+
+        spec = self._session.request("signature", self)
+        if type(spec) is not list:
+            raise ValueError("no signature")
+        params = []
+        for item in spec:
+            name, kind, has_default = item
+            if type(name) is not str or not name.isidentifier() or type(kind) is not int:
+                raise ValueError("bad signature")
+            params.append(inspect.Parameter(name, inspect._ParameterKind(kind),
+                                            default=None if has_default else
+                                            inspect.Parameter.empty))
+        return inspect.Signature(params)
+
     def __eq__(self, other):
         return self is other
 

@@ -195,6 +195,15 @@ class Worker:
                     value = len(args[0])
                 elif op == "getitem":
                     value = args[0][args[1]]
+                elif op == "signature":
+                    import inspect
+
+                    try:
+                        sig = inspect.signature(args[0])
+                        value = [(p.name, int(p.kind), p.default is not p.empty)
+                                 for p in sig.parameters.values()]
+                    except (TypeError, ValueError):
+                        value = None
                 elif op == "reset":
                     self.handles.clear()
                     self.by_id.clear()
