@@ -1,0 +1,23 @@
+"""Run-All on the stubs, lessons 11.2.x: each notebook, executed in a real kernel in the fast
+profile with ``VIDDIFF_ANSWERS=stubs`` (a student who has solved nothing yet), raises no error
+outside the cells tagged ``exercise-check``. The README's test command runs the same notebooks
+with the *solutions* under nbval; together the two runs cover both ends. (One file per part,
+so that ``pytest -n 2 --dist loadfile`` spreads them over the workers.)
+"""
+
+from pathlib import Path
+
+import pytest
+
+from viddiff_mini.lessons_tools import run_lesson_on_stubs
+
+LESSONS = Path(__file__).resolve().parent.parent / "lessons"
+NOTEBOOKS = sorted(p.name for p in LESSONS.glob("11_2_*.ipynb"))
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_run_all_on_stubs(name):
+    result = run_lesson_on_stubs(LESSONS / name)
+    bad = result.errors_outside()
+    assert not bad, (f"{name} on the stubs ({result.seconds:.0f}s): errors outside exercise "
+                     "cells:\n" + "\n".join(map(str, bad)))
