@@ -3,7 +3,8 @@
 Each of the 2 ranks trains on its stripe (B/2 clips) of the global batch B, DDP averages the
 gradients, so the run must follow the single-process run with batch B: the logged losses
 agree within float tolerance (reduction order differs, so not bit for bit). Also checks that
-only rank 0 writes the run folder and that a 2-process run resumes.
+only rank 0 writes the run folder and that a 2-process run resumes, and that a time-limit
+stop is agreed by both ranks even when their clocks disagree.
 """
 
 import json
@@ -17,8 +18,8 @@ STEPS = 6
 COMMON = ["--preset", "tiny", "--steps", str(STEPS), "--quiet"]
 
 
-def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1")
+def _env(**extra):
+    env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1", **extra)
     env.pop("WORLD_SIZE", None)
     return env
 
@@ -28,10 +29,10 @@ def _train_1proc(out, *extra):
     subprocess.run(cmd, check=True, env=_env(), capture_output=True, timeout=300)
 
 
-def _train_2proc(out, *extra):
+def _train_2proc(out, *extra, env=None, common=COMMON):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "viddiff_mini.cli", "train", *COMMON, "--out", str(out), *extra]
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+           "-m", "viddiff_mini.cli", "train", *common, "--out", str(out), *extra]
+    proc = subprocess.run(cmd, env=env or _env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc
 
@@ -64,3 +65,32 @@ def test_two_process_run_resumes(tmp_path):
     _train_2proc(run, "--resume", *cmd_more)
     after = _losses(run)
     assert max(after) == STEPS + 4 and all(after[s] == before[s] for s in before)
+
+
+# Rank 1's clock runs 10,000x fast: it believes the time limit is up after the first step,
+# rank 0 (real clock) would train all the steps. Before the stop decision was all-reduced,
+# rank 1 left the loop alone and rank 0 waited for it in the next gradient all-reduce until
+# the gloo timeout (30 min): a hang. Now both stop together at the first log step.
+FAST_CLOCK = """
+import os, time
+if os.environ.get("RANK") == "1":
+    _orig = time.perf_counter
+    _base = _orig()
+    time.perf_counter = lambda: _base + (_orig() - _base) * 10_000
+"""
+
+
+@pytest.mark.slow
+def test_two_ranks_agree_on_a_time_limit_stop(tmp_path):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(FAST_CLOCK)
+    env = _env(PYTHONPATH=os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]))
+    run = tmp_path / "run"
+    # 30 tiny steps take seconds: on its own clock rank 0 would never hit its 1 minute
+    _train_2proc(run, "--minutes", "1", env=env,
+                 common=["--preset", "tiny", "--steps", "30", "--quiet"])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stop_reason"] == "time_limit"
+    assert summary["step"] == 5  # the first log step of the tiny preset (log_every=5)
+    assert max(_losses(run)) == 5 and (run / "checkpoint.pt").is_file()

@@ -51,20 +51,24 @@ class NonFiniteLossError(RuntimeError):
 
 # ============================================================================ distributed
 def setup_distributed() -> tuple[int, int, torch.device]:
-    """(rank, world_size, device). Under ``torchrun`` initialise the process group:
-    nccl on CUDA, gloo on CPU. Without torchrun: (0, 1, cuda-or-cpu)."""
+    """(rank, world_size, device). Under ``torchrun``: first pick this process's GPU
+    (``set_device(LOCAL_RANK)``), then initialise the process group bound to it (nccl with
+    ``device_id``, so NCCL never guesses a device or opens a context on GPU 0 from every
+    rank); gloo on CPU. Without torchrun: (0, 1, cuda-or-cpu)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    world = dist.get_world_size() if dist.is_initialized() else 1
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
     else:
         device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world = dist.get_world_size() if dist.is_initialized() else 1
     return rank, world, device
 
 
@@ -230,8 +234,8 @@ def make_cond(cfg: TrainConfig, batch: dict, g: torch.Generator, device: torch.d
     the same network the unconditional model that classifier-free guidance needs. The
     keep/drop decisions are drawn for the *global* batch and striped like the clips, so a
     DDP run drops exactly the samples a single-process run drops."""
-    if cfg.conditions == ["label"]:
-        keep = torch.rand(cfg.batch_size, generator=g) >= cfg.cond_drop
+    if cfg.conditions == ["label"]:  # drawn where ``g`` lives (the trainer: on the device)
+        keep = torch.rand(cfg.batch_size, generator=g, device=g.device) >= cfg.cond_drop
         return {"label": batch["label"].to(device), "label_keep": keep[rank::world].to(device)}
     from viddiff_mini.control.compose import build_cond
     return build_cond(cfg.conditions, batch, device, drop_p=cfg.cond_drop, generator=g,
@@ -439,12 +443,14 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
     elif rank == 0 and metrics_path.exists():
         metrics_path.unlink()
 
+    # DDP first, then compile: compiling the DDP-wrapped module lets the compiler split the
+    # graph at DDP's gradient buckets (DDPOptimizer), so all-reduce overlaps the backward
     step_model: nn.Module = model
-    if cfg.compile and device.type == "cuda":
-        step_model = torch.compile(model)
     if world > 1:
         step_model = nn.parallel.DistributedDataParallel(
             step_model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile and device.type == "cuda":
+        step_model = torch.compile(step_model)
 
     source = make_source(cfg, device)
     sampler = StepBatches(source.pool, cfg.batch_size, cfg.seed, start, cfg.max_steps,
@@ -466,15 +472,17 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
             for group in opt.param_groups:
                 group["lr"] = lr_at(cfg, step)
             # all of this step's randomness: seeded by (seed, step), drawn for the global batch
-            g = step_generator(cfg.seed, step, salt=2)
+            # (drawn on the device: no host-to-device copy per step; on CPU the same numbers)
+            g = step_generator(cfg.seed, step, salt=2, device=device)
             gd = step_generator(cfg.seed, step, salt=3, device=device)
             B = cfg.batch_size
-            t = torch.rand(B, generator=g).mul_(diffusion.t_max - diffusion.t_min)
-            t = t.add_(diffusion.t_min)[rank::world].to(device)
+            t = torch.rand(B, generator=g, device=device).mul_(diffusion.t_max - diffusion.t_min)
+            t = t.add_(diffusion.t_min)[rank::world]
             x0 = batch["video"].to(device)
             noise = torch.randn((B, *x0.shape[1:]), generator=gd, device=device)[rank::world]
-            cond = make_cond(cfg, batch, step_generator(cfg.seed, step, salt=4), device,
-                             rank, world)
+            cond = make_cond(cfg, batch, step_generator(
+                cfg.seed, step, salt=4, device=device if cfg.conditions == ["label"] else "cpu"),
+                device, rank, world)
 
             with autocast(device, cfg.amp):
                 loss = diffusion_loss(diffusion, step_model, x0, cond, t, noise, cfg, batch)
@@ -489,16 +497,30 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
             loss_sum += loss.detach()
             loss_count += 1
 
-            # CPU: checking each step costs nothing. CUDA: only at log and checkpoint steps
-            # (no host sync in between); a checkpoint is never written from a bad state.
+            # The stop decision (non-finite loss, time limit) is taken by every rank alike.
+            # DDP: at log and checkpoint steps, from one all-reduced flag pair, so no rank
+            # leaves the loop while the others wait for it in the next all-reduce. One
+            # process: the clock every step (no sync), the loss every step on CPU (free)
+            # and at log / checkpoint steps on CUDA (no host sync in between). A checkpoint
+            # is never written from a bad state.
             at_log = step % cfg.log_every == 0 or step == cfg.max_steps
             at_ckpt = step % cfg.ckpt_every == 0 or step == cfg.max_steps
-            if device.type == "cpu" or at_log or at_ckpt:
-                if not torch.isfinite(loss_sum):
+            time_up = cfg.time_limit_min > 0 and \
+                time.perf_counter() - t0 > 60 * cfg.time_limit_min
+            if at_log or at_ckpt or (world == 1 and (time_up or device.type == "cpu")):
+                flags = torch.stack([(~torch.isfinite(loss_sum)).float(),
+                                     torch.full((), float(time_up), device=device)])
+                if world > 1:
+                    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+                nonfinite, time_up = (bool(f) for f in flags.tolist())  # one read
+                if nonfinite:
                     raise NonFiniteLossError(
-                        f"loss became {loss.item()} at step {step}: stopping. The last good "
-                        f"checkpoint ({ckpt_path}) is kept; lower --lr, enable gradient "
-                        f"clipping, or check the data for NaNs.")
+                        f"loss became non-finite at step {step} (this rank's last loss: "
+                        f"{loss.item()}): stopping. The last good checkpoint ({ckpt_path}) "
+                        f"is kept; lower --lr, enable gradient clipping, or check the data "
+                        f"for NaNs.")
+            else:
+                time_up = False
             if at_log:
                 mean = loss_sum / max(loss_count, 1)
                 if world > 1:
@@ -523,7 +545,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
                 x = sample_grid(ema, diffusion, cfg, device, cfg.sample_n, seed=cfg.seed)
                 write_samples(x, out / "samples" / f"step_{step:06d}.gif")
                 model.train()
-            if cfg.time_limit_min > 0 and time.perf_counter() - t0 > 60 * cfg.time_limit_min:
+            if time_up:  # agreed by every rank (see the stop decision above)
                 stop_reason = "time_limit"
                 if rank == 0:
                     save_checkpoint(ckpt_path, cfg, model, ema, opt, step)

@@ -67,37 +67,24 @@ def make_inputs(cfg: TrainConfig, batch: int, device: torch.device, seed: int = 
     }
 
 
-def bench_train(cfg: TrainConfig, steps: int = 20, warmup: int = 5, compile: bool | None = None,
-                device: str | torch.device | None = None, flops: bool = True,
-                channels_last: bool = False, cudnn_benchmark: bool = True,
-                sdpa_check: bool = True) -> dict:
-    """Measure the trainer's step for ``cfg`` (model, batch, clip size, precision).
+def build_train_step(cfg: TrainConfig, device: torch.device, compile: bool = False,
+                     channels_last: bool = False) -> dict:
+    """The trainer's step for ``cfg`` on ``device`` with a fixed batch, as a closure.
 
-    Args:
-        cfg: from :func:`bench_config` (a preset with overrides).
-        steps / warmup: timed / untimed steps.
-        compile: ``torch.compile`` the model (default: ``cfg.compile``); CUDA only.
-        flops: count model FLOPs (one extra fwd+bwd at batch 1 before timing).
-        channels_last: convert the model and inputs to ``channels_last_3d`` (an experiment:
-            cuDNN's bf16 3-D convolutions are often faster in NDHWC).
-        cudnn_benchmark: let cuDNN pick the fastest conv algorithm for these fixed shapes.
-
-    Returns a JSON-able dict (see the module docstring for each figure).
+    Returns ``{"model", "ema", "opt", "loss_of", "inputs", "step"}``; ``step()`` runs one
+    bf16-autocast forward of the diffusion loss, backward, clipping, AdamW and EMA update.
+    ``device`` may be ``meta`` (shapes only: the host-sync test and memory model use that);
+    the model is then built directly on it, without initialising weights on the CPU.
     """
     from viddiff_mini.train import build_model_for, diffusion_loss, ema_update, make_diffusion
 
-    device = common.resolve_device(device)
-    info = common.device_info(device)
-    compile = cfg.compile if compile is None else compile
-    notes = []
-    if compile and device.type != "cuda":
-        notes.append("--compile ignored on CPU (the trainer compiles on CUDA only)")
-        compile = False
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = cudnn_benchmark
-
+    device = torch.device(device)
     torch.manual_seed(cfg.seed)
-    model = build_model_for(cfg).to(device)
+    if device.type == "meta":
+        with torch.device("meta"):
+            model = build_model_for(cfg)
+    else:
+        model = build_model_for(cfg).to(device)
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     ema = copy.deepcopy(model).requires_grad_(False)
@@ -124,6 +111,42 @@ def bench_train(cfg: TrainConfig, steps: int = 20, warmup: int = 5, compile: boo
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         ema_update(ema, model, cfg.ema_decay)
+
+    return {"model": model, "ema": ema, "opt": opt, "loss_of": loss_of, "inputs": inputs,
+            "step": step}
+
+
+def bench_train(cfg: TrainConfig, steps: int = 20, warmup: int = 5, compile: bool | None = None,
+                device: str | torch.device | None = None, flops: bool = True,
+                channels_last: bool = False, cudnn_benchmark: bool = True,
+                sdpa_check: bool = True) -> dict:
+    """Measure the trainer's step for ``cfg`` (model, batch, clip size, precision).
+
+    Args:
+        cfg: from :func:`bench_config` (a preset with overrides).
+        steps / warmup: timed / untimed steps.
+        compile: ``torch.compile`` the model (default: ``cfg.compile``); CUDA only.
+        flops: count model FLOPs (one extra fwd+bwd at batch 1 before timing).
+        channels_last: convert the model and inputs to ``channels_last_3d`` (an experiment:
+            cuDNN's bf16 3-D convolutions are often faster in NDHWC).
+        cudnn_benchmark: let cuDNN pick the fastest conv algorithm for these fixed shapes.
+
+    Returns a JSON-able dict (see the module docstring for each figure).
+    """
+    from viddiff_mini.train import build_model_for
+
+    device = common.resolve_device(device)
+    info = common.device_info(device)
+    compile = cfg.compile if compile is None else compile
+    notes = []
+    if compile and device.type != "cuda":
+        notes.append("--compile ignored on CPU (the trainer compiles on CUDA only)")
+        compile = False
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+
+    parts = build_train_step(cfg, device, compile=compile, channels_last=channels_last)
+    model, loss_of, inputs, step = parts["model"], parts["loss_of"], parts["inputs"], parts["step"]
 
     flops_per_step = None
     if flops:

@@ -313,7 +313,34 @@ def _window(cx: torch.Tensor, cy: torch.Tensor, wsz: int):
     return (x0[..., None, None] + ar.view(1, 1, 1, wsz), y0[..., None, None] + ar.view(1, 1, wsz, 1))
 
 
-def _render_chunk(scenes, styles, bgs, size, device, truth, dest: dict) -> None:
+def _to_device_packed(tensors: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    """Move many small CPU tensors to ``device`` in one copy (pinned and non-blocking on CUDA).
+
+    They are packed into one float32 buffer (integers and bools are exact in float32 below
+    2**24, checked) and unpacked on the device as views / casts of the right dtype and shape.
+    """
+    device = torch.device(device)
+    parts = []
+    for name, t in tensors.items():
+        if t.dtype not in (torch.float32, torch.bool) and t.numel() \
+                and int(t.abs().max()) >= 2**24:
+            raise ValueError(f"{name}: integer values >= 2**24 cannot be packed exactly")
+        parts.append(t.reshape(-1).to(torch.float32))
+    flat = torch.cat(parts) if parts else torch.empty(0)
+    if device.type == "cuda":
+        flat = flat.pin_memory()
+    flat = flat.to(device, non_blocking=True)
+    out, i = {}, 0
+    for (name, t), part in zip(tensors.items(), parts):
+        v = flat[i:i + part.numel()].view(t.shape)
+        i += part.numel()
+        out[name] = v if t.dtype == torch.float32 else (
+            v != 0 if t.dtype == torch.bool else v.to(t.dtype))
+    return out
+
+
+def _render_chunk(scenes, styles, bgs, size, device, truth, dest: dict,
+                  labels=None) -> None:
     """Rasterise a list of scenes into ``dest`` (tensors (b, ...) with b = len(scenes)).
 
     Images are built in flat pixel buffers (rows = pixels, one spare row at the end for
@@ -321,21 +348,44 @@ def _render_chunk(scenes, styles, bgs, size, device, truth, dest: dict) -> None:
     """
     B, T, H, W = len(scenes), scenes[0].light.shape[0], size, size
     K = MAX_OBJECTS
-    px = {k: v.to(device) for k, v in _stack_scenes(scenes, size).items()}
+    # ---- host side: every data-dependent decision (which clips have a moving camera, which
+    # objects share a shape and window size) is made on CPU arrays, before anything moves;
+    # then everything the device needs travels in one pinned, non-blocking copy. (Reading
+    # device tensors here instead -- nonzero, float(), int(), tolist() -- cost a host sync
+    # per object, and each small tensor its own unpinned copy.)
+    host = _stack_scenes(scenes, size)
+    zoom_h, cam_h = host["zoom"], host["camera"]
+    moving = torch.nonzero(((zoom_h - 1).abs().amax(1) > 0)
+                           | (cam_h.abs().amax((1, 2)) > 0)).flatten().tolist()
+    rmax = (host["radius"] * zoom_h.unsqueeze(1)).amax(2)                 # (b, k), on screen
+    # group objects by (layer, shape, window size) so each group is one batched computation
+    groups: dict[tuple, list[int]] = {}
+    for b, k in torch.nonzero(host["present"]).tolist():
+        wsz = min(4 * math.ceil((2 * math.ceil(1.15 * float(rmax[b, k]) + 2)) / 4), 4 * size)
+        groups.setdefault((k, int(host["shape"][b, k]), wsz), []).append(b)
+    order = sorted(groups.items())                                       # k ascending: back to front
+    host["tex"] = torch.tensor([s["tex"] + b for s, b in zip(styles, bgs)], dtype=torch.float32)
+    host["bgc"] = torch.tensor([(s["bg0"], s["bg1"]) for s in styles], dtype=torch.float32)
+    host["moving"] = torch.tensor(moving, dtype=torch.long)
+    host["rows"] = torch.tensor([b for _, rows in order for b in rows], dtype=torch.long)
+    if labels is not None:
+        host["label"] = torch.as_tensor(labels, dtype=torch.long)
+    px = _to_device_packed(host, device)
+    if labels is not None:
+        dest["label"].copy_(px["label"])
     coord = torch.arange(size, device=device, dtype=torch.float32)
     X, Y = coord.view(1, 1, 1, W), coord.view(1, 1, H, 1)
     c0 = (size - 1) / 2
 
     # background; camera maps world -> screen: screen = c0 + zoom * (world - c0 - cam)
     zoom, cam = px["zoom"], px["camera"]                                   # (b, t), (b, t, 2)
-    tex = torch.tensor([s["tex"] + b for s, b in zip(styles, bgs)], device=device)
-    bgc = torch.tensor([(s["bg0"], s["bg1"]) for s in styles], device=device, dtype=torch.float32)
+    tex, bgc = px["tex"], px["bgc"]
     npix = B * T * H * W
     buf = torch.empty(npix + 1, 3, device=device)
     img = buf[:npix].view(B, T, H, W, 3)
     img.copy_(_background(tex, bgc, (X + 0.5) / size, (Y + 0.5) / size).expand(B, T, H, W, 3))
-    moving = torch.nonzero(((zoom - 1).abs().amax(1) > 0) | (cam.abs().amax((1, 2)) > 0)).flatten()
-    if moving.numel():  # only clips with a moving camera need a texture per frame
+    if moving:  # only clips with a moving camera need a texture per frame
+        moving = px["moving"]
         z = zoom[moving].view(-1, T, 1, 1)
         Xw = c0 + cam[moving, :, 0].view(-1, T, 1, 1) + (X - c0) / z
         Yw = c0 + cam[moving, :, 1].view(-1, T, 1, 1) + (Y - c0) / z
@@ -356,15 +406,12 @@ def _render_chunk(scenes, styles, bgs, size, device, truth, dest: dict) -> None:
         dcam = (cam[:, :-1] - cam[:, 1:]).view(B, T - 1, 1, 1, 2)
         fbuf[:nflow].view(B, T - 1, H, W, 2)[..., 0] = c0 + z1 * (dcam[..., 0] + (X - c0) / z0) - X
         fbuf[:nflow].view(B, T - 1, H, W, 2)[..., 1] = c0 + z1 * (dcam[..., 1] + (Y - c0) / z0) - Y
-    # group objects by (layer, shape, window size) so each group is one batched computation
-    rmax = rad.amax(2)
-    groups: dict[tuple, list[int]] = {}
-    for b, k in torch.nonzero(px["present"]).tolist():
-        wsz = min(4 * math.ceil((2 * math.ceil(1.15 * float(rmax[b, k]) + 2)) / 4), 4 * size)
-        groups.setdefault((k, int(px["shape"][b, k]), wsz), []).append(b)
     tt = torch.arange(T, device=device).view(1, T, 1, 1)
-    for (k, sid, wsz), rows in sorted(groups.items()):  # k ascending: back to front
-        rows = torch.tensor(rows, device=device)
+    offset = 0
+    for (k, sid, wsz), rows in order:  # k ascending: back to front
+        n_rows = len(rows)
+        rows = px["rows"][offset:offset + n_rows]                         # on the device
+        offset += n_rows
         cx, cy = cen[rows, k, :, 0], cen[rows, k, :, 1]                    # (n, t)
         Xn, Yn = _window(cx, cy, wsz)                                      # (n,t,1,w), (n,t,w,1)
         r = rad[rows, k][..., None, None]
@@ -458,7 +505,8 @@ def render_batch(indices, frames: int = 16, size: int = 64, seed: int = 0,
     table = _table()
     n, T, K = len(indices), frames, MAX_OBJECTS
     # preallocated outputs: chunks write into slices (no concatenation copy at the end)
-    out: dict = {"video": torch.empty(n, 3, T, size, size, device=device)}
+    out: dict = {"video": torch.empty(n, 3, T, size, size, device=device),
+                 "label": torch.empty(n, dtype=torch.long, device=device)}
     if truth:
         out.update(trajectories=torch.empty(n, K, T, 2, device=device),
                    masks=torch.empty(n, K, T, size, size, dtype=torch.bool, device=device),
@@ -470,12 +518,12 @@ def render_batch(indices, frames: int = 16, size: int = 64, seed: int = 0,
         idx = indices[start:start + chunk]
         scenes, styles, bgs = zip(*[make_scene(i, frames, seed) for i in idx])
         dest = {k: v[start:start + chunk] for k, v in out.items() if isinstance(v, torch.Tensor)}
-        _render_chunk(list(scenes), list(styles), list(bgs), size, device, truth, dest)
+        _render_chunk(list(scenes), list(styles), list(bgs), size, device, truth, dest,
+                      labels=[table[i][0] for i in idx])
         if truth:
             out["caption"] += [s.caption for s in scenes]
             out["action_spans"] += [list(s.spans) for s in scenes]
             out["physics"] += [_physics_px(s, size, frames) for s in scenes]
-    out["label"] = torch.tensor([table[i][0] for i in indices], dtype=torch.long, device=device)
     if truth:
         out["class_name"] = [CLASS_NAMES[table[i][0]] for i in indices]
         out["group"] = [table[i][1] for i in indices]
