@@ -1,8 +1,8 @@
 """The grading pytest plugin, run on small graded test files written here (``pytester``).
 
 The answers are a tiny ``ex11_9.py`` (one right, one stub, one wrong function) so that
-no test here needs torch; the inner runs are in-process except where a real process is
-the point (the sandbox).
+no test here needs torch; the inner runs are in-process (the answers always run in a
+worker process of their own).
 """
 
 from __future__ import annotations
@@ -186,31 +186,60 @@ def test_per_test_timeout_skips_the_rest_of_the_exercise(pytester, course):
     assert tests["test_other"]["outcome"] == "passed"
 
 
-def test_sandbox_refuses_writes_outside(pytester, course):
-    """In a real process (an audit hook cannot be removed again): the guard refuses the
-    write and fails the test even though the code swallowed the error."""
+def test_guard_refuses_writes_outside_and_processes(pytester, course):
+    """``--worker-sandbox guard``: the audit guard in the answers' process refuses the write
+    and the process start and fails the test even though the answer swallowed the error;
+    the worker's own temp folder may be written."""
     args, report = course
     outside = pytester.path / "outside.txt"
-    inside = pytester.mkdir("answers_home")
-    (pytester.path / "exercises" / "test_ex11_6.py").write_text(
-        "import pytest, subprocess\n\n"
-        "@pytest.mark.points(1)\n@pytest.mark.exercise('11.6.1a')\n"
-        "def test_write_outside(answers):\n"
+    (pytester.path / "answers" / "ex11_6.py").write_text(
+        "import os, subprocess, tempfile\n\n"
+        "def write_outside():\n"
         "    try:\n"
         f"        open({str(outside)!r}, 'w').write('x')\n"
         "    except OSError:\n        pass\n\n"
-        "@pytest.mark.points(1)\n@pytest.mark.exercise('11.6.2a')\n"
-        "def test_spawn(answers):\n"
+        "def spawn():\n"
         "    try:\n        subprocess.run(['true'])\n"
         "    except OSError:\n        pass\n\n"
+        "def write_tmp():\n"
+        "    p = os.path.join(tempfile.gettempdir(), 'ok.txt')\n"
+        "    open(p, 'w').write('x')\n"
+        "    return open(p).read()\n")
+    (pytester.path / "exercises" / "test_ex11_6.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.points(1)\n@pytest.mark.exercise('11.6.1a')\n"
+        "def test_write_outside(answers):\n    answers('ex11_6').write_outside()\n\n"
+        "@pytest.mark.points(1)\n@pytest.mark.exercise('11.6.2a')\n"
+        "def test_spawn(answers):\n    answers('ex11_6').spawn()\n\n"
         "@pytest.mark.points(1)\n@pytest.mark.exercise('11.6.3a')\n"
-        "def test_write_inside(answers):\n"
-        f"    open({str(inside / 'ok.txt')!r}, 'w').write('x')\n")
-    result = pytester.runpytest_subprocess(*args, "--exercise", "11.6", "--sandbox", str(inside))
+        "def test_write_inside(answers):\n    assert answers('ex11_6').write_tmp() == 'x'\n")
+    result = pytester.runpytest(*args, "--exercise", "11.6", "--worker-sandbox", "guard")
     result.assert_outcomes(passed=1, failed=2)
-    assert not outside.exists() and (inside / "ok.txt").exists()
+    assert not outside.exists()
     tests = {t["nodeid"].split("::")[1]: t for t in _grade(report)["tests"]}
     assert tests["test_write_outside"]["outcome"] == "violation"
-    assert "writing outside the submission folder" in tests["test_write_outside"]["message"]
+    assert "writing outside its temp folder" in tests["test_write_outside"]["message"]
     assert tests["test_spawn"]["outcome"] == "violation"
     assert "starting another process" in tests["test_spawn"]["message"]
+
+
+def test_a_crash_costs_the_exercise_only(pytester, course):
+    """The answer's process dies (os._exit): that test fails with the reason, the rest of
+    its exercise is skipped, the next exercise runs in a fresh worker."""
+    args, report = course
+    (pytester.path / "answers" / "ex11_5.py").write_text(
+        "import os\n\ndef die():\n    os._exit(7)\n\ndef one():\n    return 1\n")
+    (pytester.path / "exercises" / "test_ex11_5.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.points(1)\n@pytest.mark.exercise('11.5.1a')\n"
+        "def test_die(answers):\n    answers('ex11_5').die()\n\n"
+        "@pytest.mark.points(1)\n@pytest.mark.exercise('11.5.1a')\n"
+        "def test_die_again(answers):\n    answers('ex11_5').die()\n\n"
+        "@pytest.mark.points(1)\n@pytest.mark.exercise('11.5.2a')\n"
+        "def test_one(answers):\n    assert answers('ex11_5').one() == 1\n")
+    result = pytester.runpytest(*args, "--exercise", "11.5")
+    result.assert_outcomes(passed=1, failed=1, skipped=1)
+    tests = {t["nodeid"].split("::")[1]: t for t in _grade(report)["tests"]}
+    assert tests["test_die"]["outcome"] == "crash"
+    assert "exit code 7" in tests["test_die"]["message"]
+    assert tests["test_die_again"]["outcome"] == "skipped"

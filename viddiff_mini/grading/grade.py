@@ -2,42 +2,44 @@
 
 Each entry of ``SUBMISSIONS/`` is one submission: a folder or a ``.zip`` holding
 ``lessons/exercises/ex11_*.py`` (or the ``ex11_*.py`` files anywhere inside, e.g. one
-folder deep). For each one:
+folder deep; names with ASCII digits only). For each one:
 
 1. only the ``ex11_*.py`` files are copied (regular files, at most 1 MB each) into a fresh
-   temp folder: the answers come from there and nothing else of the submission is
-   importable; a zip with an absolute path or ``..`` in any entry is rejected, symlinks
+   temp folder; a zip with an absolute path or ``..`` in any entry is rejected, symlinks
    are ignored;
 2. the instructor's tests are copied into a *separate* fresh temp folder (read-only) and
-   hashed, so a submission can neither replace nor edit them;
-3. pytest runs in its own process group with cwd, ``HOME`` and ``TMPDIR`` inside the
-   submission's copy, under :mod:`.limits` (``RLIMIT_AS`` from ``--memory``, a file-size
-   cap ``--output-cap`` on everything it writes, its captured stdout/stderr included, a CPU
-   backstop, and where the kernel has Landlock, no writes outside its folder), with
-   :mod:`.guard` in the process (no writes outside its folder, no new processes, no
-   signals to other processes: a test that tries fails with outcome "violation"), a
-   per-test alarm (``--per-test-timeout``) and a wall-clock limit per process
-   (``--timeout``, then the whole process group is killed);
-4. the plugin rewrites a JSON progress report as each test starts and ends. When the
-   process dies (a loop that ignores signals, ``os._exit``, a segfault), the exercise whose
-   test was running scores zero with the reason ("timed out after 120s", "crashed the
-   interpreter (SIGSEGV)") and the remaining tests run in a fresh process. An exercise with
-   a test that timed out, wrote too much output or broke the sandbox also scores zero;
-   other exercises keep their points;
-5. if the tests copy (or the instructor's folder) changed, the submission scores zero.
+   hashed;
+3. **the judge**: pytest runs the tests in its own process (cwd: an empty folder of its
+   own) under :mod:`.limits` (memory, file size, CPU backstop) with a per-test alarm
+   (``--per-test-timeout``) and a wall-clock limit (``--timeout``, then its process group
+   is killed). It never imports the submission;
+4. **the worker**: the submission is loaded only in a separate process inside an OS
+   sandbox (:mod:`.sandbox`: bubblewrap; a private read-only view of the system, the
+   Python installation, the ``viddiff_mini`` package and this submission's files only: no
+   solutions, no tests, no other submission, no grader temp folders; a private size-capped
+   ``/tmp``; no network; new pid namespace; memory, file-size, CPU and process-count
+   limits; an unprivileged uid when the grader is root). The tests reach it through the
+   proxy of :mod:`.remote`: calls go in, *plain data* comes back (``torch.load`` with
+   ``weights_only=True``, then an exact-type check), so nothing the submission returns can
+   run code in the judge or fake an equality, and the report (``grade.json``, written by
+   the judge into a folder the worker cannot see), the CSV and the feedback are written by
+   trusted code only;
+5. a test whose answer's process died (``os._exit``, a segfault, a limit) fails with the
+   reason and the worker is restarted for the next test; a test that timed out kills the
+   worker; an exercise with a test that timed out, crashed its process, wrote too much
+   output or tried what the guard refuses (writing outside its ``/tmp``, starting
+   processes, signals, network) scores zero; other exercises keep their points. If the
+   judge itself dies, the remaining tests run in a fresh judge.
 
-Time: ``--timeout`` bounds one grading process; a submission whose process was killed is
-resumed for the remaining exercises, so one hanging exercise costs one ``--timeout``.
+Without a working bubblewrap the grader refuses to run; ``--unsafe-no-sandbox`` grades
+anyway with the limits and the audit guard only (the submission can then read anything
+the grader can, e.g. the solutions: for trusted code only).
 
-The CSV (one row per submission, a column per exercise, total, status, notes) is rewritten
-after every submission and once more at the end whatever happens, so the batch always
-leaves a CSV. A JSON feedback file per submission holds public messages only: a hidden
-test says "hidden test failed" and is not named.
-
-Limits of this design (say so to students and colleagues): it guards against accidents and
-crude misbehaviour, not against a determined attacker. The submission runs in the same
-process as the tests and as the same user, so it could, for example, patch pytest to
-report a pass; run the grader in a container or as a throw-away user for real isolation.
+The CSV (one row per submission, a column per exercise, total, status, notes; cells that
+a spreadsheet would read as a formula are prefixed with ``'``) is rewritten after every
+submission and once more at the end whatever happens, so the batch always leaves a CSV. A
+JSON feedback file per submission holds public messages only: a hidden test says "hidden
+test failed" and is not named.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import io
 import json
 import math
 import os
+import queue
 import re
 import shutil
 import signal
@@ -64,12 +67,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .report import HIDDEN_MESSAGE, exercise_sort_key, one_line, summarize
+from .sandbox import bwrap_problem
 
-EX_FILE_RE = re.compile(r"^ex11_\d+\.py$")
+EX_FILE_RE = re.compile(r"^ex11_[0-9]+\.py$", re.ASCII)
 MAX_ANSWER_BYTES = 1 << 20
 # Test outcomes (set by the plugin) that zero the whole exercise.
 ZEROING = {"timeout": "timed out", "violation": "broke the grading sandbox",
-           "output limit": "wrote more output than allowed"}
+           "output limit": "wrote more output than allowed",
+           "crash": "the answer's process died"}
+SANDBOX_UID_BASE = 61000  # a root grader's workers run as uid BASE + job slot
 
 
 class Rejected(Exception):
@@ -93,6 +99,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", default="4G", help="address-space limit, e.g. 4G, 1500M")
     parser.add_argument("--output-cap", default="16M",
                         help="largest file (including captured output) a submission may write")
+    parser.add_argument("--disk", default="64M",
+                        help="size of a submission's private /tmp in the sandbox (default 64M)")
+    parser.add_argument("--nproc", type=int, default=64,
+                        help="processes and threads a submission may run (default 64)")
+    parser.add_argument("--unsafe-no-sandbox", action="store_true",
+                        help="grade even without the bubblewrap sandbox (limits and an audit "
+                             "guard only: the submission can read the solutions and other "
+                             "files; only for code you trust)")
     parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once")
     parser.add_argument("--histogram", default=None, help="write a PNG histogram of totals")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -115,6 +129,8 @@ def main(args) -> int:
             args.submissions, args.tests, args.out, feedback_dir=args.feedback,
             timeout=args.timeout, per_test_timeout=args.per_test_timeout,
             memory=parse_size(args.memory), output_cap=parse_size(args.output_cap),
+            disk=parse_size(args.disk), nproc=args.nproc,
+            sandbox="guard" if args.unsafe_no_sandbox else "bwrap",
             jobs=args.jobs, histogram=args.histogram, progress=not args.no_progress)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"viddiff grade: {e}", file=sys.stderr)
@@ -267,6 +283,9 @@ class Limits:
     per_test_timeout: float = 30.0
     memory: int = 4 << 30
     output_cap: int = 16 << 20
+    disk: int = 64 << 20
+    nproc: int = 64
+    sandbox: str = "bwrap"  # or "guard" (--unsafe-no-sandbox)
 
 
 def _kill_group(pgid: int) -> None:
@@ -276,19 +295,15 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def run_pytest(args: list[str], cwd: Path, env: dict, limits: Limits, log: Path,
-               allow_write: list[Path] | None = None) -> tuple[int, bool]:
-    """Run ``python -m pytest ARGS`` under the limits; return ``(returncode, timed_out)``.
-
-    stdout and stderr go to ``log``, which the output cap keeps small. ``allow_write``:
-    the only folders the process may write to (enforced where Landlock exists).
-    """
+def run_pytest(args: list[str], cwd: Path, env: dict, limits: Limits,
+               log: Path) -> tuple[int, bool]:
+    """Run the judge, ``python -m pytest ARGS``, under the limits; return
+    ``(returncode, timed_out)``. stdout and stderr go to ``log``, which the output cap keeps
+    small."""
     cpu = int(math.ceil(2 * limits.timeout)) + 30  # backstop only; the wall clock decides
     cmd = [sys.executable, "-m", "viddiff_mini.grading.limits", "--memory", str(limits.memory),
-           "--fsize", str(limits.output_cap), "--cpu", str(cpu)]
-    for d in allow_write or []:
-        cmd += ["--allow-write", str(d)]
-    cmd += ["--", sys.executable, "-m", "pytest", *args]
+           "--fsize", str(limits.output_cap), "--cpu", str(cpu),
+           "--", sys.executable, "-m", "pytest", *args]
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
@@ -300,7 +315,7 @@ def run_pytest(args: list[str], cwd: Path, env: dict, limits: Limits, log: Path,
             rc = proc.wait()
             timed_out = True
         finally:
-            _kill_group(proc.pid)  # children it left behind die with it
+            _kill_group(proc.pid)  # the judge's worker (and its sandbox) goes with it
     return rc, timed_out
 
 
@@ -322,6 +337,14 @@ def _pytest_args(targets: list[str], answers: Path, report: Path, limits: Limits
             "--answers", str(answers), "--grade-json", str(report),
             "--per-test-timeout", f"{limits.per_test_timeout:g}",
             "-q", "--tb=short", "--show-capture=no", "-W", "ignore", *(extra or [])]
+
+
+def _worker_args(limits: Limits, uid: int, log: Path) -> list[str]:
+    return ["--worker-sandbox", limits.sandbox, "--worker-memory", str(limits.memory),
+            "--worker-output-cap", str(limits.output_cap), "--worker-disk", str(limits.disk),
+            "--worker-nproc", str(limits.nproc), "--worker-uid", str(uid),
+            "--worker-cpu", str(int(math.ceil(2 * limits.timeout)) + 30),
+            "--worker-log", str(log)]
 
 
 def collect_catalog(tests_src: Path, limits: Limits) -> list[dict]:
@@ -387,7 +410,7 @@ def _read_report(report: Path) -> dict:
 
 
 def grade_one(sub: Path, tests_src: Path, catalog: list[dict], limits: Limits,
-              src_hash: str, name: str | None = None) -> Result:
+              src_hash: str, name: str | None = None, uid: int = SANDBOX_UID_BASE) -> Result:
     """Grade one submission (see the module docstring); never raises for its misbehaviour."""
     start = time.time()
     res = Result(name or (sub.stem if sub.suffix.lower() == ".zip" else sub.name))
@@ -406,16 +429,22 @@ def grade_one(sub: Path, tests_src: Path, catalog: list[dict], limits: Limits,
             res.zeroed = {t["exercise"]: f"submission rejected: {e}" for t in catalog}
             return res
         expected = sorted({f"ex11_{m.group(1)}.py" for t in catalog
-                           if (m := re.search(r"test_ex11_(\d+)", t["nodeid"]))})
+                           if (m := re.search(r"test_ex11_([0-9]+)", t["nodeid"], re.ASCII))})
         missing = [m for m in expected if m not in found]
         if missing:
             res.notes.append("missing " + ", ".join(missing))
+        # the sandboxed worker (an unprivileged uid when we are root) reads these, read-only
+        answers.chmod(0o755)
+        for f in answers.iterdir():
+            f.chmod(0o644)
         troot, _tests_dir, tests_hash = copy_tests(tests_src)
         rootdir = troot / "tests"  # catalog nodeids are relative to a rootdir laid out so
-        report_dir = work / "report"  # written by the plugin only (the guard refuses others)
+        report_dir = work / "report"  # the judge's only: the worker never sees this folder
         report_dir.mkdir()
         report = report_dir / "grade.json"
-        env = _env(answers)
+        judge = work / "judge"  # the judge's cwd and HOME: empty, its own
+        judge.mkdir()
+        env = _env(judge)
         remaining = list(records)
         run = 0
         while remaining:
@@ -423,9 +452,8 @@ def grade_one(sub: Path, tests_src: Path, catalog: list[dict], limits: Limits,
             report.unlink(missing_ok=True)
             log = work / f"pytest_{run}.log"  # a fresh capped log per process
             args = _pytest_args([str(rootdir / n) for n in remaining], answers, report, limits,
-                                rootdir, ["--sandbox", str(answers)])
-            rc, timed_out = run_pytest(args, answers, env, limits, log,
-                                       allow_write=[answers, report_dir])
+                                rootdir, _worker_args(limits, uid, work / f"worker_{run}.log"))
+            rc, timed_out = run_pytest(args, judge, env, limits, log)
             if tree_hash(rootdir) != tests_hash or tree_hash(tests_src) != src_hash:
                 res.status = "tests modified"
                 res.notes.append("the submission changed the grading tests: score 0")
@@ -511,15 +539,27 @@ def feedback(res: Result) -> dict:
             "tests": tests}
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value) -> str:
+    """A CSV cell a spreadsheet shows as text: a leading ``= + - @``, tab or CR (which
+    Excel, LibreOffice and Google Sheets would read as a formula) gets a ``'`` prefix."""
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def write_csv(path: Path, exercises: list[str], results: list[Result]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["submission", *exercises, "total", "possible", "status", "notes"])
+    w.writerow([csv_cell(c) for c in ["submission", *exercises, "total", "possible", "status",
+                                      "notes"]])
     for r in sorted(results, key=lambda r: r.name):
         per = {e["exercise"]: e["earned"] for e in r.summary()["exercises"]}
         s = r.summary()
-        w.writerow([r.name, *[f"{per.get(e, 0.0):g}" for e in exercises], f"{s['earned']:g}",
-                    f"{s['possible']:g}", r.status, "; ".join(r.notes)])
+        w.writerow([csv_cell(c) for c in [
+            r.name, *[f"{per.get(e, 0.0):g}" for e in exercises], f"{s['earned']:g}",
+            f"{s['possible']:g}", r.status, "; ".join(r.notes)]])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(buf.getvalue())
@@ -567,18 +607,31 @@ def write_histogram(path: Path, results: list[Result], total_possible: float) ->
 
 
 def grade_all(submissions, tests, out, *, feedback_dir=None, timeout=120.0,
-              per_test_timeout=None, memory=4 << 30, output_cap=16 << 20, jobs=1,
-              histogram=None, progress=True) -> dict:
-    """Grade every submission; always writes the CSV. Returns ``{"results", "text", ...}``."""
+              per_test_timeout=None, memory=4 << 30, output_cap=16 << 20, disk=64 << 20,
+              nproc=64, sandbox="bwrap", jobs=1, histogram=None, progress=True) -> dict:
+    """Grade every submission; always writes the CSV. Returns ``{"results", "text", ...}``.
+
+    ``sandbox``: ``"bwrap"`` (refuses to run when bubblewrap cannot start a sandbox here)
+    or ``"guard"`` (``--unsafe-no-sandbox``: limits and the audit guard only).
+    """
     subs_root, tests_src, out = Path(submissions), Path(tests).resolve(), Path(out)
     if not tests_src.is_dir():
         raise FileNotFoundError(f"--tests: {tests_src} is not a folder")
     if jobs < 1:
         raise ValueError(f"--jobs: expected >= 1, got {jobs}")
+    if sandbox not in ("bwrap", "guard"):
+        raise ValueError(f"sandbox: expected 'bwrap' or 'guard', got {sandbox!r}")
+    if sandbox == "bwrap":
+        problem = bwrap_problem()
+        if problem:
+            raise RuntimeError(f"{problem}. Refusing to run submissions without the sandbox; "
+                               f"--unsafe-no-sandbox grades anyway (only for code you trust: "
+                               f"it can read the solutions and the other submissions)")
     limits = Limits(timeout=float(timeout),
                     per_test_timeout=float(per_test_timeout if per_test_timeout is not None
                                            else min(30.0, timeout)),
-                    memory=int(memory), output_cap=int(output_cap))
+                    memory=int(memory), output_cap=int(output_cap), disk=int(disk),
+                    nproc=int(nproc), sandbox=sandbox)
     subs = find_submissions(subs_root)
     # A submission's name: the folder name or the zip's stem (the file name if both exist).
     stems = [s.stem if s.suffix.lower() == ".zip" else s.name for s in subs]
@@ -605,9 +658,20 @@ def grade_all(submissions, tests, out, *, feedback_dir=None, timeout=120.0,
         from tqdm.auto import tqdm
         bar = tqdm(total=len(subs), desc="grading", unit="submission")
     try:
+        slots: queue.Queue[int] = queue.Queue()
+        for k in range(jobs):
+            slots.put(k)
+
+        def one(sub: Path) -> Result:  # each job slot has its own sandbox uid
+            k = slots.get()
+            try:
+                return grade_one(sub, tests_src, catalog, limits, src_hash, names[sub],
+                                 uid=SANDBOX_UID_BASE + k)
+            finally:
+                slots.put(k)
+
         with cf.ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(grade_one, s, tests_src, catalog, limits, src_hash,
-                                   names[s]): s for s in subs}
+            futures = {pool.submit(one, s): s for s in subs}
             for fut in cf.as_completed(futures):
                 sub = futures[fut]
                 try:
