@@ -91,3 +91,40 @@ def test_bench_train_audits_sdpa_shapes_at_the_real_batch():
                               cfg.batch_size, cfg.frames, cfg.size)
     assert audit["violations"] == [] and audit["max_batch"] <= 65_535
     assert audit["max_footprint_of_2^31"] < 1
+
+
+@pytest.mark.parametrize("model", ["unet3d", "dit"])
+def test_gpu_preset_fits_60_gib_and_20_minutes_make_5_passes(model):
+    """The gpu preset is sized by the memory model (FakeTensorMode, no GPU): its estimated
+    peak training memory stays within 60 GiB (an 80 GB H100 with headroom), and 20 minutes
+    of an H100 at 20% MFU run its max_steps and see >= 5 passes over the fold-1 train split."""
+    from viddiff_mini.benchmarks.memory import memory_model, steps_for_budget
+
+    cfg = bench_config("gpu", model=model)
+    mem = memory_model(cfg)
+    assert 1.0 < mem["estimate_gib"] <= 60.0, mem
+    assert mem["fits"]["H100 80GB"]["largest_batch"] >= cfg.batch_size
+    budget = steps_for_budget(cfg, minutes=20, mfu=0.20, peak_tflops=989.0)
+    if model == "unet3d":  # the preset's own model sets max_steps
+        assert cfg.max_steps <= budget["steps"] and cfg.warmup_steps <= 0.1 * cfg.max_steps
+        assert cfg.max_steps * cfg.batch_size / budget["train_clips"] >= 5
+    assert budget["passes"] >= 5
+    # without checkpointing the same batch would not fit: the preset needs it
+    off = memory_model(bench_config("gpu", model=model, grad_checkpoint=False))
+    assert off["estimate_gib"] > 60.0
+
+
+def test_memory_model_counts_saved_activations_linearly():
+    from viddiff_mini.benchmarks.memory import largest_batch, saved_activations
+
+    cfg = bench_config("tiny")
+    one, two, four = (saved_activations(cfg, b)["saved_bytes"] for b in (1, 2, 4))
+    assert one > 0 and four - two == pytest.approx(2 * (two - one), rel=0.02)
+    assert largest_batch(lambda b: 10.0 + b, 20.0) == 10
+    assert largest_batch(lambda b: 30.0, 20.0) == 0
+
+
+def test_cli_bench_memory(capsys):
+    assert main(["bench", "memory", "--preset", "tiny", "--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "estimate" in out and "H100 80GB: largest batch" in out and "passes" in out

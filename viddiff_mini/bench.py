@@ -4,6 +4,7 @@
     viddiff bench peers  [--peers diffusers,make-a-video,video-diffusion]
     viddiff bench sample [--steps 50]
     viddiff bench data
+    viddiff bench memory [--model unet3d|dit] [--batch B] [--no-grad-checkpoint]
     viddiff bench all    --out bench/          # everything above, one run, one JSON
     viddiff bench constraints > constraints.txt
 
@@ -21,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-ACTIONS = ("train", "peers", "sample", "data", "all", "constraints")
+ACTIONS = ("train", "peers", "sample", "data", "memory", "all", "constraints")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch.compile the model (CUDA; default: the preset's setting)")
     p.add_argument("--no-compile", dest="compile", action="store_false")
     p.add_argument("--grad-checkpoint", action="store_true", default=None)
+    p.add_argument("--no-grad-checkpoint", dest="grad_checkpoint", action="store_false")
     p.add_argument("--channels-last", action="store_true", help="bench train: NDHWC layout")
     p.add_argument("--peers", default=None, help="comma list of peers (default: all)")
     p.add_argument("--no-dit", action="store_true", help="bench peers: skip our DiT row")
@@ -77,6 +79,12 @@ def summary_line(result: dict) -> str:
     if kind == "peers":
         from viddiff_mini.benchmarks.peers import peers_table
         return peers_table(result)
+    if kind == "memory":
+        from viddiff_mini.benchmarks.memory import memory_table
+        b = result["budget"]
+        return (memory_table(result) + f"\n  20 min at {100 * b['mfu']:.0f}% MFU of a "
+                f"{b['peak_tflops']:.0f} TFLOP/s GPU: {b['steps']} steps = {b['passes']:.1f} "
+                f"passes over {b['train_clips']} training clips")
     return json.dumps(result)
 
 
@@ -89,6 +97,11 @@ def run(args) -> list[dict]:
 
     cfg = _config(args)
     results = []
+    if args.action == "memory":
+        from viddiff_mini.benchmarks.memory import memory_model, steps_for_budget
+        result = memory_model(cfg)
+        result["budget"] = steps_for_budget(cfg)
+        return [result]
     if args.action in ("train", "all"):
         results.append(bench_train(cfg, steps=args.steps or 20, warmup=args.warmup,
                                    compile=args.compile, device=args.device,
