@@ -29,50 +29,85 @@ from viddiff_mini.metrics.probe import (
 from viddiff_mini.utils import atomic_write_bytes
 
 
+def real_clips_of(class_ids: list[int], n_per_class: int, frames: int, size: int,
+                  fold: int = 1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(videos, data-set labels): the first ``n_per_class`` held-out test clips of each class."""
+    from viddiff_mini.data import synthetic
+
+    table = synthetic.clip_index_table()
+    test = synthetic.split_indices("test", fold)
+    idx = []
+    for k in class_ids:
+        idx += [i for i in test if table[i][0] == k][:n_per_class]
+    b = synthetic.render_batch(idx, frames=frames, size=size, seed=seed)
+    return b["video"], b["label"]
+
+
 @torch.no_grad()
 def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
                  sampler: str = "ddim", guidance: float | None = None, seed: int = 0,
                  probe_path: str | Path | None = None, batch: int = 64,
-                 progress: bool = True, fvd: bool = True, controls: bool = True) -> dict:
-    """Sample ``n_per_class`` clips for every class of a run and score them.
+                 progress: bool = True, fvd: bool = True, controls: bool = True,
+                 objects: bool = True, return_samples: bool = False):
+    """Sample ``n_per_class`` clips for every class of a run (a run folder or a pretrained
+    name) and score them.
 
-    Always: probe accuracy. ``fvd``: FVD-probe and the temporal metrics of
-    ``metrics/fvd.py`` (protocol ``msh101-v1``, restricted to the run's classes).
+    Always: ``probe_accuracy`` (101-way argmax), ``probe_accuracy_in_run_classes`` (argmax
+    over the run's own classes) and ``real_ceiling`` / ``real_ceiling_in_run_classes`` (the
+    same two on as many *real* held-out clips of those classes at the run's resolution:
+    the most the samples can score). ``objects``: motion direction against ground truth,
+    colour drift and mask persistence (``metrics/objects.py``), each with its real-clip
+    yardstick. ``fvd``: FVD-probe (flagged ``fvd_reliable: false`` when there are fewer
+    samples than feature dimensions) and the temporal metrics of ``metrics/fvd.py``.
     ``controls``: for a run trained with ``--conditions`` other than the label, the
-    ground-truth control metrics of ``metrics/control.py`` (trajectory error in pixels,
-    masked PSNR, first-frame fidelity, attribute error, gravity error, text-video score).
+    ground-truth control metrics of ``metrics/control.py``.
     """
-    from viddiff_mini.data.synthetic import CLASS_NAMES
     from viddiff_mini.train import load_run, sample_grid
 
     model, diffusion, cfg = load_run(run)
     device = next(model.parameters()).device
     probe = load_probe(probe_path, device=device)
+    ids = cfg.class_ids()
     labels = torch.arange(cfg.num_classes).repeat_interleave(n_per_class)
+    global_labels = torch.as_tensor(ids)[labels]
     chunks = []
     for i in range(0, len(labels), batch):
         chunks.append(sample_grid(model, diffusion, cfg, device, len(labels[i:i + batch]),
                                   seed=seed + i, labels=labels[i:i + batch], steps=steps,
                                   guidance=guidance, sampler=sampler, progress=progress).cpu())
     samples = torch.cat(chunks)
-    acc = probe_accuracy(probe, samples, labels)
+    acc = probe_accuracy(probe, samples, global_labels)
+    acc_run = probe_accuracy(probe, samples, global_labels, restrict_to=ids)
+    real, real_labels = real_clips_of(ids, n_per_class, cfg.frames, cfg.size, cfg.fold)
+    names = cfg.class_names()
     report = {
-        "run": str(run), "num_classes": cfg.num_classes, "n_per_class": n_per_class,
+        "run": str(run), "num_classes": cfg.num_classes, "classes": names,
+        "n_per_class": n_per_class, "n_samples": len(labels), "frames": cfg.frames,
+        "size": cfg.size, "latent": cfg.latent,
         "sampler": sampler, "steps": steps, "guidance": cfg.guidance if guidance is None else guidance,
         "probe_accuracy": acc["accuracy"],
-        "per_class": {CLASS_NAMES[k]: v for k, v in acc["per_class"].items()},
+        "probe_accuracy_in_run_classes": acc_run["accuracy"],
+        "real_ceiling": probe_accuracy(probe, real, real_labels)["accuracy"],
+        "real_ceiling_in_run_classes": probe_accuracy(probe, real, real_labels,
+                                                      restrict_to=ids)["accuracy"],
+        "per_class": {names[ids.index(k)]: v for k, v in acc["per_class"].items()},
+        "per_class_in_run_classes": {names[ids.index(k)]: v
+                                     for k, v in acc_run["per_class"].items()},
         "probe": str(probe_path or DEFAULT_PROBE),
     }
+    if objects:
+        from viddiff_mini.metrics.objects import object_report
+        report.update(object_report(samples, global_labels, real, real_labels))
     if fvd:
         from viddiff_mini.metrics.fvd import evaluate_samples
-        report.update(evaluate_samples(samples, labels=labels, probe=probe, frames=cfg.frames,
-                                       size=cfg.size))
+        report.update(evaluate_samples(samples, labels=global_labels, probe=probe,
+                                       frames=cfg.frames, size=cfg.size))
     if controls and cfg.conditions != ["label"]:
         from viddiff_mini.metrics.control import evaluate_controls
         ctrl = evaluate_controls(model, diffusion, cfg, n=min(8, len(labels)), steps=steps,
                                  seed=seed, guidance=guidance)
         report.update({f"control/{k}": v for k, v in ctrl.items() if k != "run"})
-    return report
+    return (report, samples) if return_samples else report
 
 
 def format_table(report: dict) -> str:
@@ -87,7 +122,8 @@ def format_table(report: dict) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", help="a run folder, or `train-probe` to train the probe")
+    p.add_argument("target", help="a run folder, a pretrained generator's name, or "
+                                  "`train-probe` to train the probe")
     p.add_argument("--n-per-class", type=int, default=4)
     p.add_argument("--steps", type=int, default=None,
                    help="sampling steps for a run (default 50); training steps for train-probe "
@@ -120,12 +156,19 @@ def main(args: argparse.Namespace) -> int:
                               steps=args.steps or 50, sampler=args.sampler,
                               guidance=args.guidance, seed=args.seed, probe_path=args.probe,
                               batch=args.batch or 64, fvd=not args.no_fvd,
-                              controls=not args.no_controls)
+                              controls=not args.no_controls, return_samples=True)
     except (FileNotFoundError, ValueError) as e:
         print(f"viddiff eval: {e}", file=sys.stderr)
         return 1
-    out = Path(args.out) if args.out else Path(args.target) / "eval.json"
+    report, samples = report
+    target = Path(args.target)
+    # a run folder gets RUN/eval.json; a pretrained name or checkpoint file eval-NAME.json here
+    out = Path(args.out) if args.out else (
+        target / "eval.json" if target.is_dir() else Path(f"eval-{target.stem}.json"))
     atomic_write_bytes(out, json.dumps(report, indent=2).encode())
+    from viddiff_mini.viz import save_contact_sheet
+    sheet = out.with_suffix(".png")
+    save_contact_sheet(samples, sheet)
     print(format_table(report))
-    print(f"report: {out}")
+    print(f"report: {out}; samples (one clip per row, every 2nd frame): {sheet}")
     return 0

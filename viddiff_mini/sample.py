@@ -16,9 +16,7 @@ from viddiff_mini.train import load_run, sample_grid
 
 def resolve_label(cfg, class_name: str | None, label: int | None) -> int | None:
     """A class name or index -> an index the run was trained on (clear error otherwise)."""
-    from viddiff_mini.data.synthetic import CLASS_NAMES
-
-    names = CLASS_NAMES[: cfg.num_classes]
+    names = cfg.class_names()
     if class_name is not None:
         if class_name not in names:
             close = [n for n in names if class_name.lower() in n.lower()][:8]
@@ -32,7 +30,8 @@ def resolve_label(cfg, class_name: str | None, label: int | None) -> int | None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", help="run folder written by `viddiff train`")
+    p.add_argument("run", help="run folder written by `viddiff train`, or a pretrained "
+                               "generator's name (`viddiff pretrained list`)")
     p.add_argument("--class", dest="class_name", help="class name, e.g. BounceBall")
     p.add_argument("--label", type=int, help="class index (instead of --class)")
     p.add_argument("--n", type=int, default=8, help="number of clips")

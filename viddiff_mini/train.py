@@ -115,14 +115,20 @@ class ShapesSource:
 
         self.cfg, self.device, self.truth = cfg, device, truth
         table = synthetic.clip_index_table()
-        keep = set(range(cfg.num_classes))
-        self.pool = [i for i in synthetic.split_indices("train", cfg.fold) if table[i][0] in keep]
+        ids = cfg.class_ids()
+        self.pool = [i for i in synthetic.split_indices("train", cfg.fold) if table[i][0] in ids]
+        # data-set class id -> run label (the run's classes may be any subset, in any order)
+        self.to_run_label = torch.full((synthetic.NUM_CLASSES,), -1, dtype=torch.long)
+        self.to_run_label[ids] = torch.arange(len(ids))
         self._render = synthetic.render_batch
 
     def batches(self, sampler: StepBatches):
         for idx in sampler:
-            yield self._render(idx, frames=self.cfg.frames, size=self.cfg.size,
-                               seed=self.cfg.seed, device=self.device, truth=self.truth)
+            batch = self._render(idx, frames=self.cfg.frames, size=self.cfg.size,
+                                 seed=self.cfg.seed, device=self.device, truth=self.truth)
+            if self.cfg.classes:
+                batch["label"] = self.to_run_label.to(batch["label"].device)[batch["label"]]
+            yield batch
 
 
 class VideoSource:
@@ -194,6 +200,9 @@ def make_source(cfg: TrainConfig, device: torch.device):
     truth = cfg.conditions != ["label"] or cfg.temporal_loss == "flow_warp"
     if kind == "shapes":
         return ShapesSource(cfg, device, truth)
+    if cfg.classes:
+        raise ValueError(f"classes {cfg.classes}: class names select MovingShapes-101 classes; "
+                         f"for --data {cfg.data} use --classes K (the first K classes)")
     return VideoSource(cfg, kind, path, device)
 
 
@@ -213,6 +222,12 @@ def build_model_for(cfg: TrainConfig) -> nn.Module:
         kwargs.update(extra)
     if cfg.grad_checkpoint:
         kwargs["checkpoint"] = True
+    c, frames, size = 3, cfg.frames, cfg.size
+    if cfg.latent:  # the model sees the autoencoder's latent, not pixels
+        from viddiff_mini.latent import check_model_channels, data_shape
+        check_model_channels(cfg, kwargs)
+        c, frames, size, _ = data_shape(cfg)
+        kwargs.setdefault("in_channels", c)
     # Models that can check the clip shape at construction (a window or patch that does not
     # divide it, a frame count the hierarchy cannot halve) get it, so a bad config fails
     # here with a message instead of deep inside the first forward pass.
@@ -221,8 +236,8 @@ def build_model_for(cfg: TrainConfig) -> nn.Module:
     from viddiff_mini.models import MODELS
     accepted = inspect.signature(MODELS[cfg.model]).parameters if cfg.model in MODELS else {}
     if "frames" in accepted and "image_size" in accepted:
-        kwargs.setdefault("frames", cfg.frames)
-        kwargs.setdefault("image_size", cfg.size)
+        kwargs.setdefault("frames", frames)
+        kwargs.setdefault("image_size", size)
     return build_model(cfg.model, **kwargs)
 
 
@@ -390,12 +405,16 @@ def sample_grid(model, diffusion, cfg: TrainConfig, device, n: int, seed: int,
         cond = truth_cond_for_labels(cfg, labels, device)
     g = torch.Generator(device=device).manual_seed(seed)
     scale = cfg.guidance if guidance is None else guidance
+    from viddiff_mini.latent import data_shape, load_latent
     model.eval()
     with autocast(device, cfg.amp):
-        x = diffusion.sample(model, (n, 3, cfg.frames, cfg.size, cfg.size), cond=cond,
+        x = diffusion.sample(model, (n, *data_shape(cfg)), cond=cond,
                              sampler=sampler or cfg.sampler, steps=steps or cfg.sample_steps,
                              guidance=scale if scale != 1.0 else None, generator=g,
                              device=device, progress=progress)
+    ae = load_latent(cfg, device)
+    if ae is not None:  # latent -> pixels
+        x = ae.decode(x.float())
     return x.float().clamp(-1, 1)
 
 
@@ -453,6 +472,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         step_model = torch.compile(step_model)
 
     source = make_source(cfg, device)
+    from viddiff_mini.latent import load_latent
+    ae = load_latent(cfg, device)  # None in pixel space; frozen, shared by every step
     sampler = StepBatches(source.pool, cfg.batch_size, cfg.seed, start, cfg.max_steps,
                           rank, world)
     n_params = sum(p.numel() for p in model.parameters())
@@ -479,6 +500,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
             t = torch.rand(B, generator=g, device=device).mul_(diffusion.t_max - diffusion.t_min)
             t = t.add_(diffusion.t_min)[rank::world]
             x0 = batch["video"].to(device)
+            if ae is not None:
+                with torch.no_grad():
+                    x0 = ae.encode(x0)
             noise = torch.randn((B, *x0.shape[1:]), generator=gd, device=device)[rank::world]
             cond = make_cond(cfg, batch, step_generator(
                 cfg.seed, step, salt=4, device=device if cfg.conditions == ["label"] else "cpu"),
@@ -571,12 +595,19 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
 
 # ============================================================================ loading a run
 def load_run(run: str | Path, device: torch.device | str | None = None, ema: bool = True):
-    """(model with EMA weights in eval mode, diffusion, config) of a trained run folder."""
+    """(model with EMA weights in eval mode, diffusion, config) of a trained run folder, a
+    checkpoint file, or a pretrained generator's name (``viddiff pretrained list``)."""
+    from viddiff_mini import pretrained
+
+    if not Path(run).exists() and str(run) in pretrained.names("generator"):
+        run = pretrained.weights_path(str(run))
     run = Path(run)
     ckpt = run / CKPT_NAME if run.is_dir() else run
     if not ckpt.exists():
+        shipped = ", ".join(pretrained.names("generator")) or "(none)"
         raise FileNotFoundError(f"{run}: no {CKPT_NAME} found; is this a run folder written "
-                                f"by `viddiff train --out {run}`?")
+                                f"by `viddiff train --out {run}`? Pretrained generators: "
+                                f"{shipped}")
     state = safe_torch_load(ckpt)
     cfg = TrainConfig.from_dict(state["config"])
     device = torch.device(device) if device is not None else (
@@ -599,7 +630,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minutes", type=float, help="stop after this many minutes (checkpointed)")
     p.add_argument("--batch", type=int, help="global batch size")
     p.add_argument("--lr", type=float)
-    p.add_argument("--classes", type=int, help="train on the first K classes")
+    p.add_argument("--classes", help="train on the first K classes (an int) or on these "
+                                     "MovingShapes-101 classes (comma-separated names)")
+    p.add_argument("--latent", help="diffuse in this autoencoder's latent space: a `viddiff "
+                                    "train-ae` run folder, its autoencoder.pt, or a pretrained "
+                                    "name (msh-ae); '' for pixel space")
     p.add_argument("--frames", type=int)
     p.add_argument("--size", type=int)
     p.add_argument("--conditions", help="comma list: label,text,trajectory,first_frame,style,attributes")
@@ -617,13 +652,18 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     parse_data_spec(args.data)  # fail early with the list of valid specs
     over: dict[str, Any] = {"data": args.data}
     for arg, name in [("model", "model"), ("steps", "max_steps"), ("minutes", "time_limit_min"),
-                      ("batch", "batch_size"), ("lr", "lr"), ("classes", "num_classes"),
+                      ("batch", "batch_size"), ("lr", "lr"), ("latent", "latent"),
                       ("frames", "frames"), ("size", "size"), ("temporal_loss", "temporal_loss"),
                       ("temporal_weight", "temporal_weight"), ("compile", "compile"),
                       ("grad_checkpoint", "grad_checkpoint"), ("seed", "seed")]:
         value = getattr(args, arg, None)
         if value is not None:
             over[name] = value
+    if args.classes:
+        if args.classes.strip().isdigit():
+            over["num_classes"], over["classes"] = int(args.classes), []
+        else:
+            over["classes"] = [c.strip() for c in args.classes.split(",") if c.strip()]
     if args.conditions:
         over["conditions"] = [c.strip() for c in args.conditions.split(",") if c.strip()]
     if over.get("model", cfg.model) != cfg.model:

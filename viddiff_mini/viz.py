@@ -221,3 +221,22 @@ def flow_to_rgb(flow, max_mag: float | None = None) -> torch.Tensor:
     from viddiff_mini.analysis.motion import flow_to_rgb as _f
 
     return _f(flow, max_mag=max_mag)
+
+
+def save_contact_sheet(videos, path: str | os.PathLike, every: int = 2, scale: int = 2,
+                       pad: int = 1) -> None:
+    """A PNG with one clip per row and every ``every``-th frame across: a still view of a
+    batch of samples (for model cards, reports and GitHub previews).
+
+    videos: (b, c, t, h, w) float in [-1, 1]."""
+    from PIL import Image
+
+    frames = to_uint8(videos)[:, ::every].numpy()               # (b, t', h, w, 3)
+    b, t, h, w, _ = frames.shape
+    sheet = np.full((b * h + (b + 1) * pad, t * w + (t + 1) * pad, 3), 255, dtype=np.uint8)
+    for i in range(b):
+        for j in range(t):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            sheet[y:y + h, x:x + w] = frames[i, j]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(_upscale(sheet[None], scale)[0]).save(path)

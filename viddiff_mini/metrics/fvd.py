@@ -562,6 +562,10 @@ def evaluate_samples(samples: torch.Tensor, labels: torch.Tensor | None = None, 
         "fvd_protocol": tag, "fvd_n_real": int(f_real.shape[0]),
         "fvd_n_fake": int(f_fake.shape[0]),
         "fvd_classes": len(classes) if classes is not None else int(probe.cfg.num_classes),
+        # a Frechet distance from fewer samples than feature dimensions uses a singular
+        # covariance: biased upwards and not comparable across sample counts
+        "fvd_feature_dim": int(f_fake.shape[1]),
+        "fvd_reliable": bool(min(f_real.shape[0], f_fake.shape[0]) > f_fake.shape[1]),
     }
     if temporal and fake.shape[2] >= 2:
         k = min(temporal_n, fake.shape[0], real.shape[0])

@@ -111,18 +111,30 @@ def load_probe(path: str | Path | None = None, device="cpu") -> Probe:
 
 
 @torch.no_grad()
-def probe_predict(probe: Probe, videos: torch.Tensor, batch: int = 64) -> torch.Tensor:
-    """Predicted labels (n,) for videos (n, 3, t, h, w), in batches."""
+def probe_predict(probe: Probe, videos: torch.Tensor, batch: int = 64,
+                  restrict_to: list[int] | None = None) -> torch.Tensor:
+    """Predicted labels (n,) for videos (n, 3, t, h, w), in batches.
+
+    ``restrict_to``: class ids; the argmax is taken over those classes only (a model
+    trained on 8 classes is asked "which of *your* classes is this?")."""
     device = next(probe.parameters()).device
-    out = [probe(videos[i:i + batch].to(device)).argmax(-1).cpu()
-           for i in range(0, len(videos), batch)]
+    mask = None
+    if restrict_to is not None:
+        mask = torch.full((probe.cfg.num_classes,), float("-inf"), device=device)
+        mask[torch.as_tensor(list(restrict_to), device=device)] = 0.0
+    out = []
+    for i in range(0, len(videos), batch):
+        logits = probe(videos[i:i + batch].to(device))
+        out.append((logits if mask is None else logits + mask).argmax(-1).cpu())
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 
 @torch.no_grad()
-def probe_accuracy(probe: Probe, videos: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Accuracy overall and per class of the probe on (videos, labels)."""
-    pred = probe_predict(probe, videos)
+def probe_accuracy(probe: Probe, videos: torch.Tensor, labels: torch.Tensor,
+                   restrict_to: list[int] | None = None) -> dict:
+    """Accuracy overall and per class of the probe on (videos, labels) (data-set ids);
+    ``restrict_to`` as in :func:`probe_predict`."""
+    pred = probe_predict(probe, videos, restrict_to=restrict_to)
     labels = labels.cpu()
     per_class = {}
     for k in labels.unique().tolist():

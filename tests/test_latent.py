@@ -1,0 +1,90 @@
+"""Latent diffusion through the ordinary trainer, and class subsets chosen by name."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from viddiff_mini.config import TrainConfig, get_preset
+from viddiff_mini.data.synthetic import CLASS_NAMES
+from viddiff_mini.train import ShapesSource, StepBatches, load_run, sample_grid, train
+from viddiff_mini.train_ae import get_ae_preset, train_autoencoder
+
+CLASSES = ["MoveRightSquare", "MoveLeftSquare", "OrbitSquare"]
+
+
+@pytest.fixture(scope="module")
+def ae_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ae") / "ae"
+    train_autoencoder(get_ae_preset("tiny"), out, progress=False, evaluate=False)
+    return out
+
+
+def latent_cfg(ae_run, **over):
+    base = dict(latent=str(ae_run), classes=CLASSES, max_steps=4, log_every=1, ckpt_every=2,
+                sample_n=0, batch_size=4)
+    base.update(over)
+    return get_preset("tiny", **base)
+
+
+def test_latent_run_trains_on_latents_and_samples_pixels(ae_run, tmp_path):
+    cfg = latent_cfg(ae_run)
+    summary = train(cfg, tmp_path / "run", progress=False)
+    assert summary["step"] == 4
+    model, diffusion, cfg2 = load_run(tmp_path / "run")
+    assert cfg2.latent == str(ae_run) and cfg2.num_classes == 3
+    assert model.in_channels == 4 if hasattr(model, "in_channels") else True
+    x = sample_grid(model, diffusion, cfg2, "cpu", 2, seed=0, steps=2)
+    assert tuple(x.shape) == (2, 3, 8, 16, 16) and x.abs().max() <= 1
+
+
+def test_latent_resume_is_exact(ae_run, tmp_path):
+    from dataclasses import replace
+
+    from viddiff_mini.utils import safe_torch_load
+    cfg = latent_cfg(ae_run)
+    train(cfg, tmp_path / "full", progress=False)
+    train(replace(cfg, max_steps=2), tmp_path / "part", progress=False)
+    train(cfg, tmp_path / "part", resume=True, progress=False)
+    a = safe_torch_load(tmp_path / "full" / "checkpoint.pt")["model"]
+    b = safe_torch_load(tmp_path / "part" / "checkpoint.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_autoencoder_of_another_clip_shape_is_refused_with_both_shapes(ae_run, tmp_path):
+    cfg = latent_cfg(ae_run, frames=16, size=32)
+    with pytest.raises(ValueError, match=r"trained on 8x16x16 clips but the run asks for "
+                                         r"16x32x32"):
+        train(cfg, tmp_path / "run", progress=False)
+
+
+def test_model_channels_other_than_the_latent_are_refused(ae_run, tmp_path):
+    cfg = latent_cfg(ae_run)
+    cfg.model_kwargs["in_channels"] = 3
+    with pytest.raises(ValueError, match=r"latent is \(4, 4, 8, 8\).*in_channels is 3"):
+        train(cfg, tmp_path / "run", progress=False)
+
+
+def test_pixel_aligned_conditions_and_missing_autoencoders_are_refused(ae_run, tmp_path):
+    with pytest.raises(ValueError, match="trajectory.*not supported in latent space"):
+        train(latent_cfg(ae_run, conditions=["label", "trajectory"]), tmp_path / "a",
+              progress=False)
+    with pytest.raises(FileNotFoundError, match="pretrained autoencoders: msh-ae"):
+        train(latent_cfg(tmp_path / "nowhere"), tmp_path / "b", progress=False)
+
+
+def test_classes_by_name_set_num_classes_and_relabel_batches():
+    cfg = get_preset("tiny", classes=CLASSES)
+    assert cfg.num_classes == 3 and cfg.class_names() == CLASSES
+    assert cfg.class_ids() == [CLASS_NAMES.index(c) for c in CLASSES]
+    source = ShapesSource(cfg, torch.device("cpu"), truth=True)
+    batch = next(source.batches(StepBatches(source.pool, 6, 0, 0, 1)))
+    names = [CLASSES[k] for k in batch["label"].tolist()]
+    assert names == batch["class_name"]          # run label k is CLASSES[k]
+
+
+def test_unknown_or_repeated_class_names_are_refused():
+    with pytest.raises(ValueError, match=r"unknown class name\(s\) \['MoveSideways'\]"):
+        TrainConfig(classes=["MoveSideways"])
+    with pytest.raises(ValueError, match="each class once"):
+        TrainConfig(classes=["OrbitSquare", "OrbitSquare"])

@@ -1,0 +1,97 @@
+"""Latent diffusion glue: a run with ``latent`` set diffuses in an autoencoder's latent space.
+
+    cfg = get_preset("cpu", latent="msh-ae")      # a shipped autoencoder, by name
+    cfg = get_preset("cpu", latent="runs/ae")     # or a `viddiff train-ae` run folder / file
+
+The trainer encodes every training clip with the (frozen) autoencoder and trains the
+diffusion model on the latent; sampling runs the sampler on a latent-shaped tensor and
+decodes the result. Everything else (objectives, samplers, CFG, EMA, exact resume, DDP) is
+unchanged: the diffusion model cannot tell latents from pixels.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from viddiff_mini.models.autoencoder import VideoAutoencoder
+
+# conditions whose model inputs do not depend on the clip's pixel resolution
+LATENT_CONDITIONS = {"label", "text"}
+
+
+def resolve_autoencoder(spec: str) -> Path:
+    """A run folder, an ``autoencoder.pt`` file or a pretrained name -> the weights file."""
+    from viddiff_mini.train_ae import AE_FILE
+
+    path = Path(spec)
+    if path.is_dir() and (path / AE_FILE).exists():
+        return path / AE_FILE
+    if path.is_file():
+        return path
+    from viddiff_mini import pretrained
+    if spec in pretrained.names(kind="autoencoder"):
+        return pretrained.weights_path(spec)
+    raise FileNotFoundError(
+        f"latent {spec!r}: not an autoencoder run folder (with {AE_FILE}), file, or "
+        f"pretrained autoencoder; pretrained autoencoders: "
+        f"{', '.join(pretrained.names(kind='autoencoder')) or '(none)'}")
+
+
+@lru_cache(maxsize=4)
+def _load(path: str, device: str) -> VideoAutoencoder:
+    from viddiff_mini.train_ae import load_autoencoder
+    return load_autoencoder(path, device=device)
+
+
+def load_latent(cfg, device: torch.device | str = "cpu") -> VideoAutoencoder | None:
+    """The run's frozen autoencoder (cached), or None for a pixel-space run.
+
+    Refuses an autoencoder trained on another clip shape, and conditions that need pixel-
+    aligned inputs, naming both sides."""
+    if not cfg.latent:
+        return None
+    path = resolve_autoencoder(cfg.latent)
+    ae = _load(str(path.resolve()), str(torch.device(device)))
+    meta = getattr(ae, "meta", {})
+    trained = (meta.get("frames"), meta.get("size"))
+    if None not in trained and trained != (cfg.frames, cfg.size):
+        raise ValueError(
+            f"latent {cfg.latent!r}: the autoencoder was trained on {trained[0]}x{trained[1]}"
+            f"x{trained[1]} clips but the run asks for {cfg.frames}x{cfg.size}x{cfg.size}; "
+            f"train one at this shape (`viddiff train-ae`) or use --frames {trained[0]} "
+            f"--size {trained[1]}")
+    ae.latent_shape(cfg.frames, cfg.size)  # divisibility, with the factor named
+    extra = sorted(set(cfg.conditions) - LATENT_CONDITIONS)
+    if extra:
+        raise ValueError(f"latent {cfg.latent!r}: conditions {extra} need pixel-aligned "
+                         f"inputs and are not supported in latent space yet; supported: "
+                         f"{sorted(LATENT_CONDITIONS)}")
+    if cfg.temporal_loss not in ("none", "frame_diff"):
+        raise ValueError(f"latent {cfg.latent!r}: temporal loss {cfg.temporal_loss!r} needs "
+                         f"pixels (optical flow); use 'none' or 'frame_diff'")
+    return ae
+
+
+def data_shape(cfg) -> tuple[int, int, int, int]:
+    """(c, t, h, w) of what the diffusion model sees: pixels or the autoencoder's latent."""
+    ae = load_latent(cfg)
+    if ae is None:
+        return (3, cfg.frames, cfg.size, cfg.size)
+    return ae.latent_shape(cfg.frames, cfg.size)
+
+
+def check_model_channels(cfg, model_kwargs: dict) -> None:
+    """Refuse a model whose input channels are not the latent's (both shapes named)."""
+    if not cfg.latent:
+        return
+    shape = data_shape(cfg)
+    for key in ("in_channels", "out_channels"):
+        c = model_kwargs.get(key)
+        if c is not None and c != shape[0]:
+            raise ValueError(
+                f"latent {cfg.latent!r}: the autoencoder's latent is {tuple(shape)} "
+                f"(c, t, h, w) but the model's {key} is {c}; drop {key} from model_kwargs "
+                f"or set it to {shape[0]}")
