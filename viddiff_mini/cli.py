@@ -6,6 +6,7 @@ importing a command's module when that command runs (so ``viddiff --help`` is in
 and a broken optional part never breaks the others).
 
     viddiff train  --preset tiny|cpu|gpu|auto --data shapes --out runs/x
+    viddiff train-ae --preset cpu --out runs/ae
     viddiff sample RUN --class NAME --n 8 --out x.gif
     viddiff eval   RUN | train-probe
     viddiff bench  data|train|sample|peers
@@ -24,8 +25,10 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("viddiff_mini.train", "train a video diffusion model (presets tiny/cpu/gpu/auto)"),
+    "train-ae": ("viddiff_mini.train_ae", "train the video autoencoder of the latent route"),
     "sample": ("viddiff_mini.sample", "sample clips from a trained run to GIF/MP4"),
     "eval": ("viddiff_mini.evaluate", "evaluate a run (probe accuracy, FVD-probe, ...) or train the probe"),
+    "pretrained": ("viddiff_mini.pretrained", "shipped pretrained models: list, show, verify, pack"),
     "bench": ("viddiff_mini.bench", "benchmarks: data, train, sample, peers"),
     "data": ("viddiff_mini.data.cli", "data tools: export, inspect, filter, cache"),
     "ablate": ("viddiff_mini.ablate", "train each architecture variant on the same budget and compare"),
