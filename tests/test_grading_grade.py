@@ -358,15 +358,17 @@ def _put(folder: Path, text: str, name: str = "ex11_1.py") -> None:
     (folder / "lessons" / "exercises" / name).write_text(text)
 
 
-def _worker_processes() -> list[int]:
-    """Processes of any answers' worker still alive (by their command line)."""
+def _sandboxed_worker_processes() -> list[int]:
+    """Processes of a sandboxed grading worker (or forked from one) still alive, by their
+    command line: the worker's, with the answers at /answers and a grader's sandbox uid."""
     pids = []
     for pid in os.listdir("/proc"):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"viddiff_mini.grading.worker" in cmd and b"--answers" in cmd:
+        if (b"viddiff_mini.grading.worker" in cmd and b"\0/answers\0" in cmd
+                and b"\0--uid\0" + str(grade.SANDBOX_UID_BASE)[:3].encode() in cmd):
             pids.append(int(pid))
     return pids
 
@@ -486,7 +488,11 @@ def test_attack_scores_only_its_honest_content(batch, name):
 
 def test_attacks_left_nothing_behind(batch):
     assert batch["udp"] == [], "a datagram left the sandbox"
-    assert _worker_processes() == [], "processes of a submission outlived grading"
+    for _ in range(20):  # the pid namespaces are torn down by the kernel, asynchronously
+        if not _sandboxed_worker_processes():
+            break
+        time.sleep(0.5)
+    assert _sandboxed_worker_processes() == [], "processes of a submission outlived grading"
     leftovers = [p for p in Path("/tmp").glob("fill_*.bin")] + \
         [p for p in Path("/tmp").glob("viddiff_sub_*")]
     assert leftovers == []

@@ -433,6 +433,9 @@ total                   6/13
 * **status / first failure**: "all public tests passed", "not attempted" (the function
   still raises `NotImplementedError`), or the first failing test's message: it says what
   was expected. Run `pytest tests/exercises -k NAME` to see that test in full.
+* Your answers run in a process of their own; the tests get back what your functions
+  return (tensors, numbers, ...). Whatever your code prints is shown under a failing test
+  as "Captured output of the answer".
 * These are the **public** tests only. Your final grade also uses hidden tests of the same
   exercises, so passing every public test does not guarantee full points: test your code
   on your own inputs too.
@@ -442,8 +445,9 @@ The other tests in `tests/` check the library itself (`pytest tests -x -q`).
 ## 5. Hand in
 
 Hand in the folder `lessons/exercises/` (or a zip of it) as your course asks. Only the
-files `ex11_*.py` are graded; they are run in a fresh process with a time and memory
-limit, so an endless loop or a crash costs the exercise it happens in.
+files `ex11_*.py` are graded; they run in a sandboxed process of their own (no network, no
+files but their own, a time and memory limit), so an endless loop or a crash costs the
+exercise it happens in.
 """
 
 

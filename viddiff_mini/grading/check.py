@@ -1,8 +1,9 @@
 """``check("11.1.1a")``: run one exercise's graded tests and show the grade table inline.
 
-The tests run in a subprocess (``python -m pytest tests/exercises --exercise 11.1.1a``), so
-a crash or an endless loop in the answer never takes the notebook kernel down, and every
-run sees the file as it is on disk now.
+The tests run in a subprocess (``python -m pytest tests/exercises --exercise 11.1.1a``), and
+the answer in a worker process of that one (see :mod:`.remote`), so a crash or an endless
+loop in the answer never takes the notebook kernel down, and every run sees the file as it
+is on disk now.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def _test_files(tests_dir: Path, exercise: str) -> list[str]:
     to a couple of seconds; an id without a lesson number (``"11"``) runs the folder.
     """
     parts = exercise.strip().split(".")
-    if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+    if len(parts) >= 2 and all(p.isascii() and p.isdigit() for p in parts[:2]):
         files = sorted(tests_dir.glob(f"test_ex{parts[0]}_{parts[1]}*.py"))
         if files:
             return [str(f) for f in files]

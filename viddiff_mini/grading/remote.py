@@ -46,6 +46,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -337,6 +338,7 @@ class Session:
         self.violations: list[str] = violations if violations is not None else []
         self.starts = 0
         self.start_timeout = start_timeout
+        self._deadline: float | None = None
 
     # ------------------------------------------------------------------ process
     def alive(self) -> bool:
@@ -406,14 +408,19 @@ class Session:
                 rc = None
         return describe_exit(rc)
 
-    def reset(self) -> None:
-        """Forget this test's handles and callbacks (the worker drops its table too)."""
+    def reset(self, timeout: float = 10.0) -> None:
+        """Forget this test's handles and callbacks (the worker drops its table too; a
+        worker that does not manage that within ``timeout`` seconds, e.g. an answer's
+        ``__del__`` that never returns, is killed)."""
         self.callbacks.clear()
         if self.alive():
+            self._deadline = time.monotonic() + timeout
             try:
                 self.request("reset")
-            except WorkerCrashed:
-                pass
+            except Exception:
+                self.kill()
+            finally:
+                self._deadline = None
 
     # ------------------------------------------------------------------ handles
     def _own(self, obj: RemoteObject) -> int:
@@ -480,6 +487,8 @@ class Session:
             if not ready:
                 if self.proc.poll() is not None:
                     raise EOFError
+                if self._deadline is not None and time.monotonic() > self._deadline:
+                    raise WorkerCrashed("the answer's process stopped answering")
                 continue
             chunk = os.read(fd, min(left, 1 << 20))
             if not chunk:
