@@ -128,3 +128,68 @@ def test_cli_bench_memory(capsys):
     assert main(["bench", "memory", "--preset", "tiny", "--batch", "2"]) == 0
     out = capsys.readouterr().out
     assert "estimate" in out and "H100 80GB: largest batch" in out and "passes" in out
+
+
+def test_bench_all_keeps_every_number_when_one_benchmark_crashes(tmp_path, monkeypatch, capsys):
+    """A crash (here: an OOM in sampling) is recorded in its own JSON; everything measured
+    before and after it is written as soon as it finishes."""
+    from viddiff_mini.benchmarks import sampling
+
+    def oom(*a, **k):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    monkeypatch.setattr(sampling, "bench_sample", oom)
+    rc = main(["bench", "all", "--preset", "tiny", "--batch", "1", "--steps", "1", "--warmup",
+               "0", "--device", "cpu", "--out", str(tmp_path)])
+    assert rc == 1  # something failed, and says so
+    files = {p.stem for p in tmp_path.glob("*.json")}
+    assert {"memory", "train_unet3d", "train_dit", "data", "sample", "peers"} <= files
+    sample = json.loads((tmp_path / "sample.json").read_text())
+    assert "out of memory" in sample["error"]
+    train = json.loads((tmp_path / "train_unet3d.json").read_text())
+    assert train["clips_per_s"] > 0 and train["compile"] is False  # eager first
+    assert "FAILED" in capsys.readouterr().out
+
+
+def test_peer_rows_are_guarded_and_only_matched_peers_count(monkeypatch):
+    from viddiff_mini.benchmarks import peers
+
+    def broken(cfg):  # builds (its size is matched on the meta device), crashes when run
+        def build(width):
+            if torch.empty(0).device.type != "meta":
+                raise RuntimeError("CUDA error: invalid configuration argument")
+            return torch.nn.Conv3d(3, 3, 1)
+        return peers.Candidate("broken peer", "broken", build, None, [8, 16])
+
+    def small(cfg):  # a peer far below the target size: measured, flagged, never "fastest"
+        return peers.Candidate("small peer", "small", lambda w: torch.nn.Conv3d(3, 3, 1),
+                               lambda m, x, t, y: m(x), [1])
+
+    monkeypatch.setitem(peers.PEERS, "broken", broken)
+    monkeypatch.setitem(peers.PEERS, "small", small)
+    cfg = bench_config("tiny", batch=1, frames=4, size=16)
+    seen = []
+    r = peers.bench_peers(cfg, steps=1, warmup=0, device="cpu", peers=["broken", "small"],
+                          include_dit=False, on_row=lambda res: seen.append(len(res["rows"])))
+    assert seen == [1, 2, 3]  # reported after every row
+    rows = {row["name"]: row for row in r["rows"]}
+    assert "invalid configuration" in rows["broken peer"]["error"]
+    assert rows["small peer"]["matched"] is False and rows["small peer"]["clips_per_s"] > 0
+    assert r["fastest_peer"] is None and rows["viddiff_mini UNet3D"]["ratio_to_fastest_peer"] is None
+    ours = rows["viddiff_mini UNet3D"]
+    assert ours["flops_per_step"] > 0 and ours["mfu"] is None  # FLOPs reported; no MFU on CPU
+    assert "failed" in peers.peers_table(r)
+
+
+def test_make_a_video_flash_is_enabled_on_any_gpu():
+    from viddiff_mini.benchmarks.peers import enable_peer_flash
+
+    class Attend(torch.nn.Module):  # make-a-video's Attend after construction on an H100
+        def __init__(self):
+            super().__init__()
+            self.flash = True
+            self.cpu_config = (True, True, True)
+            self.cuda_config = (False, True, True)
+
+    m = torch.nn.Sequential(Attend())
+    assert enable_peer_flash(m)[0].cuda_config == (True, True, True)

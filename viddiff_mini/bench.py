@@ -88,42 +88,116 @@ def summary_line(result: dict) -> str:
     return json.dumps(result)
 
 
-def run(args) -> list[dict]:
-    """Run the requested benchmark(s); return the JSON-able results."""
+def _guarded(name: str, fn, device, extra: dict | None = None) -> dict:
+    """Run one benchmark; a crash (OOM, a kernel limit, anything) becomes a result row with
+    its ``error`` instead of losing every other number of the run."""
+    from viddiff_mini.benchmarks import common
+
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 -- recorded, never lost
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        try:
+            info = common.device_info(common.resolve_device(device))
+        except Exception:  # noqa: BLE001
+            info = {"name": str(device)}
+        msg = str(e).splitlines()[0][:300] if str(e) else ""
+        return {"benchmark": name, **(extra or {}), "error": f"{type(e).__name__}: {msg}",
+                "error_type": type(e).__name__, "device": info}
+
+
+def result_name(r: dict) -> str:
+    """File name (without .json) of a result: ``train_unet3d``, ``train_unet3d_compiled``, ..."""
+    name = r["benchmark"]
+    if name == "train":
+        name += f"_{r.get('model', 'model')}" + ("_compiled" if r.get("compile") else "")
+    return name
+
+
+def run(args, on_result=None) -> list[dict]:
+    """Run the requested benchmark(s); return the JSON-able results.
+
+    Every benchmark runs guarded (:func:`_guarded`) and ``on_result(result)`` is called as
+    soon as each one finishes (``main`` writes its JSON then), so a crash or an OOM late in
+    ``bench all`` loses nothing measured before it. ``bench all`` runs everything eagerly
+    first and compiles once, at the end, for its headline row (our U-Net's training step).
+    """
     from viddiff_mini.benchmarks.data_rate import bench_data
     from viddiff_mini.benchmarks.peers import bench_peers
     from viddiff_mini.benchmarks.sampling import bench_sample
-    from viddiff_mini.benchmarks.train_step import bench_train
+    from viddiff_mini.benchmarks.train_step import bench_config, bench_train
 
-    cfg = _config(args)
-    results = []
-    if args.action == "memory":
-        from viddiff_mini.benchmarks.memory import memory_model, steps_for_budget
-        result = memory_model(cfg)
-        result["budget"] = steps_for_budget(cfg)
-        return [result]
+    cfg = _config(args)  # bad arguments raise ValueError here, before anything runs
+    if args.peers is not None:
+        from viddiff_mini.benchmarks.peers import PEERS
+        bad = [p for p in args.peers.split(",") if p.strip() and p.strip() not in PEERS]
+        if bad:
+            raise ValueError(f"--peers: unknown peer(s) {bad}; valid: {', '.join(PEERS)}")
+    results: list[dict] = []
+    every = args.action == "all"
+    steps = args.steps
+
+    def add(result: dict) -> dict:
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+        return result
+
+    if args.action in ("memory", "all"):
+        def memory():
+            from viddiff_mini.benchmarks.memory import memory_model, steps_for_budget
+            result = memory_model(cfg)
+            result["budget"] = steps_for_budget(cfg)
+            return result
+        add(_guarded("memory", memory, "cpu", {"model": cfg.model}))
     if args.action in ("train", "all"):
-        results.append(bench_train(cfg, steps=args.steps or 20, warmup=args.warmup,
-                                   compile=args.compile, device=args.device,
-                                   channels_last=args.channels_last))
-        if args.action == "all" and args.model is None:
-            from viddiff_mini.benchmarks.train_step import bench_config
+        compile_now = False if every else args.compile
+        first = add(_guarded("train", lambda: bench_train(
+            cfg, steps=steps or 20, warmup=args.warmup, compile=compile_now,
+            device=args.device, channels_last=args.channels_last), args.device,
+            {"model": cfg.model, "compile": bool(compile_now)}))
+        if every and args.model is None:
             dit = bench_config(args.preset, model="dit", batch=args.batch, frames=args.frames,
-                               size=args.size)
-            results.append(bench_train(dit, steps=args.steps or 20, warmup=args.warmup,
-                                       compile=args.compile, device=args.device))
+                               size=args.size, grad_checkpoint=args.grad_checkpoint)
+            add(_guarded("train", lambda: bench_train(
+                dit, steps=steps or 20, warmup=args.warmup, compile=False,
+                device=args.device), args.device, {"model": "dit", "compile": False}))
     if args.action in ("data", "all"):
-        reuse = results[0] if args.action == "all" else None
-        results.append(bench_data(cfg, device=args.device, train_result=reuse))
+        reuse = first if every and not first.get("error") else None
+        add(_guarded("data", lambda: bench_data(cfg, device=args.device, train_result=reuse),
+                     args.device))
     if args.action in ("sample", "all"):
-        results.append(bench_sample(cfg, steps=50 if args.action == "all" else (args.steps or 50),
-                                    device=args.device, compile=args.compile))
+        add(_guarded("sample", lambda: bench_sample(
+            cfg, steps=50 if every else (steps or 50), device=args.device,
+            compile=False if every else bool(args.compile)), args.device, {"model": cfg.model}))
     if args.action in ("peers", "all"):
-        peers = None if args.peers is None else [s.strip() for s in args.peers.split(",") if s]
-        results.append(bench_peers(cfg, steps=args.steps or 10, warmup=args.warmup,
-                                   device=args.device, peers=peers, include_dit=not args.no_dit,
-                                   compile=args.compile))
+        peers = None if args.peers is None else [p.strip() for p in args.peers.split(",")
+                                                 if p.strip()]
+        partial = (lambda r: on_result(r)) if on_result is not None else None
+        add(_guarded("peers", lambda: bench_peers(
+            cfg, steps=steps or 10, warmup=args.warmup, device=args.device, peers=peers,
+            include_dit=not args.no_dit, on_row=partial), args.device))
+    if every:  # the headline: our U-Net's step compiled, once, after every eager number
+        import torch
+
+        from viddiff_mini.benchmarks.common import resolve_device
+        want = cfg.compile if args.compile is None else args.compile
+        if want and resolve_device(args.device).type == "cuda" and torch.cuda.is_available():
+            add(_guarded("train", lambda: bench_train(
+                cfg, steps=steps or 20, warmup=args.warmup, compile=True, device=args.device,
+                channels_last=args.channels_last, flops=False, sdpa_check=False),
+                args.device, {"model": cfg.model, "compile": True}))
     return results
+
+
+def _short(r: dict) -> str:
+    if r.get("error"):
+        what = r["benchmark"] + (f" {r['model']}" if r.get("model") else "")
+        return f"{what:<13} FAILED: {r['error']}  [{r['device'].get('name', '?')}]"
+    return summary_line(r)
 
 
 def main(args) -> int:
@@ -131,24 +205,34 @@ def main(args) -> int:
         from viddiff_mini.benchmarks.install import constraints
         sys.stdout.write(constraints())
         return 0
+    from viddiff_mini.utils import atomic_write_bytes
+
+    out = Path(args.out) if args.out else None
+
+    def write(r: dict) -> None:  # as soon as a benchmark (or a peer row) finishes
+        if out is None:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / f"{result_name(r)}.json", json.dumps(r, indent=2).encode())
+        if r["benchmark"] == "peers" and r.get("rows") and not r.get("error"):
+            try:
+                from viddiff_mini.benchmarks.peers import peers_chart
+                peers_chart(r, out / "peers.png")
+            except Exception as e:  # noqa: BLE001 -- a chart is never worth a number
+                print(f"viddiff bench: peers chart not drawn ({e})", file=sys.stderr)
+
     try:
-        results = run(args)
+        results = run(args, on_result=write)
     except ValueError as e:
         print(f"viddiff bench: {e}", file=sys.stderr)
         return 2
     for r in results:
-        print(summary_line(r))
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        from viddiff_mini.utils import atomic_write_bytes
-        for r in results:
-            name = r["benchmark"] + ("_" + r["model"] if r["benchmark"] == "train" else "")
-            atomic_write_bytes(out / f"{name}.json", json.dumps(r, indent=2).encode())
-            if r["benchmark"] == "peers":
-                from viddiff_mini.benchmarks.peers import peers_chart
-                peers_chart(r, out / "peers.png")
+        print(_short(r))
+    if out is not None:
         print(f"results written to {out}/")
     else:
         print(json.dumps(results, indent=2))
-    return 0
+    failed = [r for r in results if r.get("error")]
+    if any(r.get("error_type") == "ValueError" for r in failed):
+        return 2
+    return 1 if failed else 0

@@ -90,6 +90,14 @@ def _diffusers_unet3d(cfg: TrainConfig) -> Candidate:
     # width; the class label enters as a single learned context token through the model's
     # cross-attention, which is how text conditioning reaches it too. Timesteps in [0, 1000).
     levels = len(cfg.model_kwargs.get("channel_mults", (1, 2, 2, 2)))
+    # Head width matched to ours. diffusers' UNet3DConditionModel reads its
+    # ``attention_head_dim`` argument as the NUMBER of heads (a naming slip it keeps for
+    # compatibility, diffusers issue #2011), and every block's head width is channels / heads.
+    # Our U-Net's heads are ``base_channels / heads`` wide at level 0 (twice that where the
+    # width doubles); giving diffusers ``width / that`` heads makes its heads exactly as wide
+    # at each level, so widths are searched in steps of our head width.
+    ours = dict(cfg.model_kwargs) if cfg.model == "unet3d" else {}
+    head_width = max(1, ours.get("base_channels", 64) // ours.get("heads", 4))
 
     def build(width: int) -> nn.Module:
         mults = [1, 2, 2, 2, 4][:levels]
@@ -98,7 +106,7 @@ def _diffusers_unet3d(cfg: TrainConfig) -> Candidate:
             down_block_types=tuple(["CrossAttnDownBlock3D"] * (levels - 1) + ["DownBlock3D"]),
             up_block_types=tuple(["UpBlock3D"] + ["CrossAttnUpBlock3D"] * (levels - 1)),
             block_out_channels=tuple(width * m for m in mults), layers_per_block=1,
-            cross_attention_dim=width, attention_head_dim=max(8, width // 8),
+            cross_attention_dim=width, attention_head_dim=max(1, width // head_width),
             norm_num_groups=math.gcd(32, width))
         model.class_tokens = nn.Embedding(cfg.num_classes, width)
         return model
@@ -106,7 +114,9 @@ def _diffusers_unet3d(cfg: TrainConfig) -> Candidate:
     def forward(m, x, t, y):
         return m(x, t * 1000, encoder_hidden_states=m.class_tokens(y)[:, None]).sample
     return Candidate("diffusers UNet3DConditionModel", "diffusers", build, forward,
-                     [w for w in range(8, 1025, 8)], "ModelScope T2V U-Net layout")
+                     [w for w in range(head_width, 1025, head_width)],
+                     f"ModelScope T2V U-Net layout, {head_width}-channel heads at level 0 "
+                     f"(as ours)")
 
 
 def _make_a_video(cfg: TrainConfig) -> Candidate:
@@ -126,9 +136,27 @@ def _make_a_video(cfg: TrainConfig) -> Candidate:
                              condition_on_timestep=True, flash_attn=True,
                              attn_pos_bias=False)  # its learned bias excludes flash attention
 
-    return Candidate("make-a-video SpaceTimeUnet", "make_a_video_pytorch", build,
+    def build_fast(width: int) -> nn.Module:
+        return enable_peer_flash(build(width))
+
+    return Candidate("make-a-video SpaceTimeUnet", "make_a_video_pytorch", build_fast,
                      lambda m, x, t, y: m(x, timestep=t * 1000),
-                     [w for w in range(16, 513, 8)], "pseudo-3D conv + factorised attention")
+                     [w for w in range(16, 513, 8)],
+                     "pseudo-3D conv + factorised attention; flash allowed on every GPU")
+
+
+def enable_peer_flash(model: nn.Module) -> nn.Module:
+    """Let a make-a-video model use flash attention on any CUDA GPU.
+
+    Its ``Attend`` modules pick their CUDA kernels once, at construction: flash only on an
+    sm80 (A100); on an H100 (sm90) they restrict SDPA to the math / memory-efficient
+    kernels. That tilts the comparison, so every ``Attend`` built with ``flash=True`` gets
+    the unrestricted configuration (all kernels allowed: PyTorch picks flash where it can).
+    """
+    for m in model.modules():
+        if getattr(m, "flash", False) and hasattr(m, "cuda_config") and hasattr(m, "cpu_config"):
+            m.cuda_config = m.cpu_config  # AttentionConfig(flash=True, math=True, mem_eff=True)
+    return model
 
 
 def _video_diffusion(cfg: TrainConfig) -> Candidate:
@@ -209,31 +237,73 @@ def make_step(model: nn.Module, forward: Callable, cfg: TrainConfig, device: tor
     return step
 
 
+def candidate_flops(cand: Candidate, model: nn.Module, cfg: TrainConfig,
+                    device: torch.device) -> int:
+    """Model FLOPs of one training step (forward + backward) at ``cfg.batch_size``: counted by
+    ``FlopCounterMode`` at batch 1 and multiplied (every layer is per-sample)."""
+    x = torch.randn(1, 3, cfg.frames, cfg.size, cfg.size, device=device)
+    t = torch.full((1,), 0.5, device=device)
+    y = torch.zeros(1, dtype=torch.long, device=device)
+
+    def fwd_bwd():
+        with autocast(device, cfg.amp):
+            pred = cand.forward(model, x, t, y)
+        pred.float().square().mean().backward()
+
+    flops = common.count_flops(fwd_bwd) * cfg.batch_size
+    model.zero_grad(set_to_none=True)
+    return flops
+
+
 def bench_candidate(cand: Candidate, width: int, cfg: TrainConfig, device: torch.device,
-                    steps: int, warmup: int, compile: bool) -> dict:
+                    steps: int, warmup: int, compile: bool = False) -> dict:
     torch.manual_seed(0)
     model = cand.build(width).to(device).train()
     params = common.count_params(model)
+    flops = candidate_flops(cand, model, cfg, device)
     net = torch.compile(model) if compile else model
     step = make_step(net, cand.forward, cfg, device, cfg.batch_size)
     common.reset_peak_memory(device)
     timing = common.time_calls(step, steps, warmup, device)
+    info = common.device_info(device)
+    util, why = common.mfu(flops, timing["median_s"], info)
     return {"name": cand.name, "library": cand.library, "width": width, "params": params,
             "step_s": timing["median_s"], "clips_per_s": cfg.batch_size / timing["median_s"],
-            "peak_memory_gb": common.peak_memory_gb(device), "note": cand.note}
+            "flops_per_step": flops,
+            "achieved_tflops": flops / timing["median_s"] / 1e12 if flops else None,
+            "mfu": util, "mfu_note": why, "compile": compile,
+            "peak_memory_gb": common.peak_memory_gb(device), "note": cand.note, "error": None}
+
+
+def _error_row(cand: Candidate, width, exc: BaseException, device: torch.device) -> dict:
+    """A row for a candidate that crashed (OOM, kernel limits, a peer's bug): kept, not lost."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    msg = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return {"name": cand.name, "library": cand.library, "width": width, "params": None,
+            "step_s": None, "clips_per_s": None, "flops_per_step": None,
+            "achieved_tflops": None, "mfu": None, "mfu_note": None, "compile": False,
+            "peak_memory_gb": None, "note": cand.note, "error": f"{type(exc).__name__}: {msg}"}
 
 
 def bench_peers(cfg: TrainConfig, steps: int = 10, warmup: int = 3,
                 device: str | torch.device | None = None, peers: list[str] | None = None,
-                include_dit: bool = True, compile: bool | None = None) -> dict:
+                include_dit: bool = True, compile: bool | None = None,
+                on_row: Callable[[dict], None] | None = None) -> dict:
     """Training-step throughput of our models and each importable peer at matched size.
 
-    Returns ``{"rows": [...], "skipped": {name: reason}, "target_params": N, ...}``; the
-    rows carry clips/s, peak memory, params and ``ratio_to_fastest_peer``.
+    Every row runs eagerly (no ``torch.compile``: one compile per model would take minutes
+    each; ``bench all`` compiles once, for its headline row) and guarded: a row that crashes
+    (OOM, a kernel limit, a peer's own bug) is kept with its ``error``, and the others still
+    run. ``on_row(result_so_far)`` is called after each row, so a caller can write the JSON
+    as it grows. ``compile`` is accepted for compatibility and ignored.
+
+    Returns ``{"rows": [...], "skipped": {name: reason}, "target_params": N,
+    "fastest_peer": name | None, ...}``; rows carry clips/s, FLOPs per step, MFU, peak
+    memory, params, ``matched`` and ``ratio_to_fastest_peer`` (the fastest *matched* peer).
     """
     device = common.resolve_device(device)
     info = common.device_info(device)
-    compile = bool(cfg.compile if compile is None else compile) and device.type == "cuda"
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     ours = _ours_unet(cfg)
@@ -248,36 +318,60 @@ def bench_peers(cfg: TrainConfig, steps: int = 10, warmup: int = 3,
         except Exception as e:  # ImportError, or a peer whose own imports are broken
             skipped[key] = (f"not importable ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
                             f"; install with the [bench] extra, see README")
-    rows = []
+    result = {"benchmark": "peers", "batch": cfg.batch_size, "frames": cfg.frames,
+              "size": cfg.size, "precision": info["precision"] if cfg.amp else "fp32",
+              "compile": False, "target_params": target, "steps": steps, "warmup": warmup,
+              "rows": [], "skipped": skipped, "device": info, "fastest_peer": None,
+              "step": "v-prediction MSE, AdamW, grad clip 1.0, no EMA (identical for all rows)"}
     for cand in candidates:
-        width, n = (ours.widths[0], target) if cand is ours else match_width(cand, target)
-        row = bench_candidate(cand, width, cfg, device, steps, warmup, compile)
-        row["param_ratio"] = row["params"] / target
-        row["matched"] = abs(row["param_ratio"] - 1) <= PARAM_TOLERANCE
-        rows.append(row)
-    peer_rows = [r for r in rows if r["library"] != "viddiff_mini"]
-    fastest = max((r["clips_per_s"] for r in peer_rows), default=None)
-    for r in rows:
-        r["ratio_to_fastest_peer"] = r["clips_per_s"] / fastest if fastest else None
-    return {"benchmark": "peers", "batch": cfg.batch_size, "frames": cfg.frames,
-            "size": cfg.size, "precision": info["precision"] if cfg.amp else "fp32",
-            "compile": compile, "target_params": target, "steps": steps, "warmup": warmup,
-            "rows": rows, "skipped": skipped, "device": info,
-            "step": "v-prediction MSE, AdamW, grad clip 1.0, no EMA (identical for all rows)"}
+        width = ours.widths[0] if cand is ours else None
+        try:
+            if cand is not ours:
+                width, _ = match_width(cand, target)
+            row = bench_candidate(cand, width, cfg, device, steps, warmup)
+            row["param_ratio"] = row["params"] / target
+            row["matched"] = abs(row["param_ratio"] - 1) <= PARAM_TOLERANCE
+        except Exception as e:  # noqa: BLE001 -- recorded in the row, never lost
+            row = _error_row(cand, width, e, device)
+            row["param_ratio"], row["matched"] = None, False
+        result["rows"].append(row)
+        _rank(result)
+        if on_row is not None:
+            on_row(result)
+    return result
+
+
+def _rank(result: dict) -> None:
+    """``ratio_to_fastest_peer`` of every row against the fastest *size-matched* peer row."""
+    matched = [r for r in result["rows"] if r["library"] != "viddiff_mini" and r["matched"]
+               and r["clips_per_s"]]
+    best = max(matched, key=lambda r: r["clips_per_s"], default=None)
+    result["fastest_peer"] = best["name"] if best else None
+    for r in result["rows"]:
+        r["ratio_to_fastest_peer"] = (r["clips_per_s"] / best["clips_per_s"]
+                                      if best and r["clips_per_s"] else None)
 
 
 def peers_table(result: dict) -> str:
     """A markdown table of a :func:`bench_peers` result."""
-    lines = ["| model | params (M) | clips/s | peak mem (GiB) | x fastest peer |",
-             "|---|---:|---:|---:|---:|"]
+    lines = ["| model | params (M) | clips/s | TFLOP/step | MFU | peak mem (GiB) | x fastest "
+             "matched peer |", "|---|---:|---:|---:|---:|---:|---:|"]
+
+    def f(x, spec):
+        return "n/a" if x is None else format(x, spec)
+
     for r in result["rows"]:
-        mem = "n/a" if r["peak_memory_gb"] is None else f"{r['peak_memory_gb']:.2f}"
-        ratio = "n/a" if r["ratio_to_fastest_peer"] is None else f"{r['ratio_to_fastest_peer']:.2f}"
+        if r.get("error"):
+            lines.append(f"| {r['name']}: **failed** | | | | | | {r['error']} |")
+            continue
         flag = "" if r["matched"] else " (size not matched)"
+        mfu = None if r["mfu"] is None else 100 * r["mfu"]
+        flops = None if r["flops_per_step"] is None else r["flops_per_step"] / 1e12
         lines.append(f"| {r['name']}{flag} | {r['params'] / 1e6:.2f} | {r['clips_per_s']:.2f} "
-                     f"| {mem} | {ratio} |")
+                     f"| {f(flops, '.3g')} | {f(mfu, '.1f')}{'' if mfu is None else '%'} "
+                     f"| {f(r['peak_memory_gb'], '.2f')} | {f(r['ratio_to_fastest_peer'], '.2f')} |")
     for k, why in result["skipped"].items():
-        lines.append(f"| {k}: skipped | | | | {why} |")
+        lines.append(f"| {k}: skipped | | | | | | {why} |")
     return "\n".join(lines)
 
 
@@ -287,7 +381,7 @@ def peers_chart(result: dict, path) -> None:
     # this keeps showing its own figures inline
     from matplotlib.figure import Figure
 
-    rows = result["rows"]
+    rows = [r for r in result["rows"] if not r.get("error")]
     names = [r["name"].replace(" ", "\n", 1) for r in rows]
     fig = Figure(figsize=(11, 4))
     axes = fig.subplots(1, 2)
