@@ -65,3 +65,23 @@ def test_check_cells_are_exercise_cells_after_the_heading(path):
             assert EXERCISE_TAG in tags, f"{path.name} cell {i}: check() cell not tagged"
         if EXERCISE_TAG in tags:
             assert i > heading, f"{path.name} cell {i}: exercise cell before '## Exercises'"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_closure_and_scaffolding(path):
+    nb = _read(path)
+    last = nb.cells[-1]
+    assert last.cell_type == "markdown" and "## Summary" in last.source and "小结" in last.source, \
+        f"{path.name}: must end with a summary in English and Chinese"
+    questions = re.findall(r"^\d\. ", last.source.split("### Check your understanding")[-1]
+                           .split("### Where next")[0], re.M)
+    assert 3 <= len(questions) <= 5, f"{path.name}: 3-5 check-your-understanding questions"
+    assert "### Where next" in last.source
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "Predict first" in text, f"{path.name}: no 'predict first' prompt"
+    # every exercise named in the notebook gets a difficulty, a time and two folded hints
+    units = [u for c in nb.cells if c.cell_type == "markdown" for u in c.source.split("\n---\n")
+             if "**Difficulty**" in u and u.count("<details>") >= 2]
+    for exid in sorted(set(re.findall(r"\*\*(11\.\d\.\d[a-c])\*\*", text))):
+        assert any(exid in u for u in units), \
+            f"{path.name}: exercise {exid} lacks a difficulty/time and two folded hints"

@@ -9,6 +9,11 @@ write it. Check your work in a notebook with::
 or from a terminal with ``pytest tests/exercises -k ex11_2`` (add ``--exercise 11.2.1a``
 for one exercise). Video tensors are ``(b, c, t, h, w)``, float, in [-1, 1].
 
+The exercise cells at the end of each notebook re-read this file every time they run (edit,
+save, re-run the cell: no kernel restart) and print "implement 11.x.yz to see yours here"
+while a function still raises ``NotImplementedError``. Each exercise there has a difficulty,
+a time estimate and two folded hints; the student guide is ``lessons/README.md``.
+
 Exercise 11.2 — "design an efficient video architecture":
 
 1. architecture comparison (11.2.1a-c): three 3-D conv variants, their costs, a tiny race;

@@ -7,9 +7,16 @@ write it. Check your work in a notebook with::
     check("11.3.1a")
 
 or from a terminal with ``pytest tests/exercises -k ex11_3`` (add ``--exercise 11.3.1a``
-for one exercise). Video tensors are ``(b, c, t, h, w)``, float, in [-1, 1]. You may use
-torch, einops and the helpers of ``viddiff_mini`` (e.g. ``viddiff_mini.control.style.
-style_code``); the point of each exercise is the piece its docstring describes.
+for one exercise). Video tensors are ``(b, c, t, h, w)``, float, in [-1, 1].
+
+The exercise cells at the end of each notebook re-read this file every time they run (edit,
+save, re-run the cell: no kernel restart) and print "implement 11.x.yz to see yours here"
+while a function still raises ``NotImplementedError``. Each exercise there has a difficulty,
+a time estimate and two folded hints; the student guide is ``lessons/README.md``.
+
+You may use torch, einops and the helpers of ``viddiff_mini`` (e.g.
+``viddiff_mini.control.style.style_code``); the point of each exercise is the piece its
+docstring describes.
 """
 
 from __future__ import annotations
