@@ -114,7 +114,11 @@ def test_fake_tensors_and_subclasses_arrive_as_plain_data(ex):
     assert type(d) is dict and type(d["a"]) is int and d != {"a": 2}
     assert type(params[0]) is torch.Tensor
     obj = ex.opaque()  # not plain data: a handle, compared by identity only
-    assert isinstance(obj, RemoteObject) and obj != 7 and obj.value == 7 and obj.times(3) == 21
+    assert isinstance(obj, RemoteObject) and not obj == 7 and obj.value == 7
+    assert obj.times(3) == 21
+    for fake_truth in (lambda: bool(obj), lambda: obj != 7, lambda: obj < 7):
+        with pytest.raises(TypeError):
+            fake_truth()
 
 
 def test_exceptions_come_back_as_builtin_types(ex):

@@ -208,8 +208,9 @@ def rebuild_exception(info: dict) -> BaseException:
 class RemoteObject:
     """Stands for an object in the answer's worker: attributes and calls are forwarded.
 
-    Comparisons are by identity only (a handle never asks the worker whether it equals
-    something); ``iter`` and ``len`` fetch the elements as plain data.
+    ``==`` is identity only (a handle never asks the worker whether it equals something);
+    ``!=``, ``<`` ..., arithmetic and ``bool()`` raise ``TypeError``; ``iter``, ``len`` and
+    ``[]`` fetch plain data.
     """
 
     __slots__ = ("_session", "_hid", "_gen", "_desc")
@@ -241,7 +242,13 @@ class RemoteObject:
         return self._session.request("getitem", self, key)
 
     def __bool__(self):
-        return True
+        # not plain data: the judge does not let the answer's object decide a truth value
+        raise TypeError(f"{self!r} is an object of the answer, not plain data (a bool, a "
+                        f"number, a tensor): it has no truth value in the tests")
+
+    def __ne__(self, other):
+        raise TypeError(f"{self!r} is an object of the answer, not plain data: it cannot be "
+                        f"compared")
 
     @property
     def __signature__(self):
