@@ -395,7 +395,8 @@ class Result:
     tests: list[dict] = field(default_factory=list)
     zeroed: dict[str, str] = field(default_factory=dict)
     status: str = "graded"
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # in the CSV and the feedback
+    private_notes: list[str] = field(default_factory=list)  # in the CSV only
     seconds: float = 0.0
 
     def summary(self) -> dict:
@@ -486,9 +487,11 @@ def grade_one(sub: Path, tests_src: Path, catalog: list[dict], limits: Limits,
                 text = read_tail(log, 600).strip()
                 tail = one_line(text.splitlines()[-1], 200) if text else ""
                 reason = (_crash_reason(rc, timed_out, limits) if (timed_out or rc < 0)
-                          else f"grading process failed (exit code {rc}): {tail}")
+                          else f"grading process failed (exit code {rc})")
                 res.status = "error"
                 res.notes.append(reason)
+                if tail:  # the judge's log may quote hidden tests: the CSV only, not feedback
+                    res.private_notes.append(f"judge log: {tail}")
                 for n in remaining:
                     res.zeroed.setdefault(records[n]["exercise"], reason)
                 break
@@ -559,7 +562,7 @@ def write_csv(path: Path, exercises: list[str], results: list[Result]) -> None:
         s = r.summary()
         w.writerow([csv_cell(c) for c in [
             r.name, *[f"{per.get(e, 0.0):g}" for e in exercises], f"{s['earned']:g}",
-            f"{s['possible']:g}", r.status, "; ".join(r.notes)]])
+            f"{s['possible']:g}", r.status, "; ".join(r.notes + r.private_notes)]])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(buf.getvalue())
