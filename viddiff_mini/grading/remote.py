@@ -175,9 +175,11 @@ def load_plain(payload: bytes, resolve):
     return check_plain(data, resolve)
 
 
+# Built-in exceptions re-raised as themselves. Not StopIteration / StopAsyncIteration: in
+# the judge they would end a ``map`` or ``all(...)`` early and make a check vacuous.
 _BUILTIN_EXC = {name: obj for name, obj in vars(builtins).items()
                 if isinstance(obj, type) and issubclass(obj, Exception)
-                and not issubclass(obj, (Warning,))}
+                and not issubclass(obj, (Warning, StopIteration, StopAsyncIteration))}
 
 
 def rebuild_exception(info: dict) -> BaseException:
@@ -296,8 +298,6 @@ class _JudgePickler(pickle.Pickler):
             return None
         mod = _module_of(obj)
         if mod is not None and not _worker_importable(mod):
-            import torch
-
             torch = sys.modules.get("torch")
             if (torch is not None and isinstance(obj, torch.nn.Module)) or not callable(obj):
                 raise TypeError(
@@ -328,9 +328,9 @@ def _worker_importable(module: str) -> bool:
 class Session:
     """One worker process and the handles / callbacks of the current test.
 
-    ``command``: argv, env and the sandbox description from :mod:`.sandbox`. The worker is
-    started on first use and again after it died; ``reset()`` (after each test) drops the
-    handles and callbacks of that test.
+    ``launch()`` gives ``(argv, env, cwd)`` for each start (:class:`.sandbox.Launcher`). The
+    worker is started on first use and again after it died; ``reset()`` (after each test)
+    drops the handles and callbacks of that test. What the worker prints goes to ``log``.
     """
 
     def __init__(self, launch, *, max_reply: int = 512 << 20, log=None,
@@ -365,9 +365,14 @@ class Session:
                 raise EOFError
             kind, payload = read_frame(self.proc.stdout.fileno(), 1 << 16)
         except (EOFError, BadReply, OSError):
-            why = self._death()
+            rc = None
+            try:
+                rc = self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
             self.kill()
-            raise WorkerCrashed(f"the answer's process did not start ({why})") from None
+            raise WorkerCrashed(f"the answer's process did not start (exit code {rc}; its "
+                                f"output is in the worker log)") from None
         except BaseException:
             self.kill()
             raise
