@@ -48,7 +48,6 @@ import subprocess
 import sys
 import time
 import types
-from pathlib import Path
 
 # frame kinds: judge -> worker
 REQUEST, CB_REPLY = b"Q", b"C"

@@ -30,8 +30,17 @@ import resource
 import sys
 import traceback
 
-from .remote import CALLBACK, CB_REPLY, ERROR, MARK, READY, REPLY, REQUEST, read_frame, \
-    write_frame
+from .remote import (
+    CALLBACK,
+    CB_REPLY,
+    ERROR,
+    MARK,
+    READY,
+    REPLY,
+    REQUEST,
+    read_frame,
+    write_frame,
+)
 
 
 class _JudgeCallable:
