@@ -1,5 +1,6 @@
-"""Run a command under resource limits (the launcher ``viddiff grade`` starts each grading
-process with)::
+"""Run a command under resource limits (the launcher ``viddiff grade`` starts each judge
+process with; the submission itself runs in the judge's sandboxed worker, see
+:mod:`.sandbox`)::
 
     python -m viddiff_mini.grading.limits --memory BYTES --fsize BYTES --cpu SECONDS \\
         [--allow-write DIR ...] -- CMD ARGS...
@@ -16,7 +17,9 @@ process with)::
   remove or rename outside these folders is refused by the kernel (``EACCES``), whatever
   the code uses (Python, ``ctypes``, a child process); signals to processes outside the
   sandbox and TCP connections are refused too where the kernel's Landlock is new enough.
-  Elsewhere this step is skipped and only the in-process guard (:mod:`.guard`) applies.
+  Elsewhere this step is skipped. ``viddiff grade`` no longer uses it: the judge runs
+  trusted code only, and a Landlock domain would forbid the mounts of the bubblewrap
+  sandbox it starts for the submission.
 
 The limits are set here and then this process ``exec``-s the command, so they apply to it
 and to everything it starts. Why a launcher instead of ``Popen(preexec_fn=...)``:
