@@ -223,7 +223,10 @@ class Worker:
         except BaseException as e:  # noqa: BLE001 - everything goes back to the judge
             self._send_error(e)
             return
-        self._send(REPLY, {"value": encoded})
+        try:
+            self._send(REPLY, {"value": encoded})
+        except Exception as e:  # noqa: BLE001 - not serialisable: nothing was written yet
+            self._send_error(e)
 
     def callback(self, cid: int, args: tuple, kwargs: dict):
         self._send(CALLBACK, {"fn": (MARK, "cb", cid, ""), "args": self.encode(tuple(args)),
@@ -239,12 +242,13 @@ class Worker:
             if result[0] == "ok":
                 return result[1]
             cls = getattr(builtins, result[1], None)
+            exc = None
             if isinstance(cls, type) and issubclass(cls, Exception):
                 try:
-                    raise cls(result[2])
-                except TypeError:
-                    pass
-            raise RuntimeError(f"{result[1]}: {result[2]}")
+                    exc = cls(result[2])
+                except Exception:  # noqa: BLE001 - e.g. an exception needing more arguments
+                    exc = None
+            raise exc if exc is not None else RuntimeError(f"{result[1]}: {result[2]}")
 
     def serve(self) -> None:
         write_frame(self.rpc_out, READY, b"")
