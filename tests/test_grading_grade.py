@@ -35,9 +35,6 @@ from viddiff_mini import cli
 from viddiff_mini.grading import grade, limits, sandbox
 from viddiff_mini.grading.answers import exercise_tests_dir, solutions_dir, stubs_dir
 
-needs_bwrap = pytest.mark.skipif(sandbox.bwrap_problem() is not None,
-                                 reason=f"no bubblewrap sandbox here: {sandbox.bwrap_problem()}")
-
 pytestmark = pytest.mark.instructor  # tests of the instructor tools: not in the handout
 
 SECRET = "SECRET-HIDDEN-DETAIL"
