@@ -82,13 +82,15 @@ def main(argv=None) -> int:
         nb.metadata.setdefault("viddiff", {})["executed"] = {
             "profile": "fast" if args.fast else "full", "answers": args.answers,
             "threads": args.threads, "seconds": round(result.seconds, 1),
+            "cpu_seconds": None if result.cpu_seconds is None else round(result.cpu_seconds, 1),
             "date": _dt.date.today().isoformat()}
         out = Path(args.out) / path.name if args.out else path
         out.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, str(out))
         size = out.stat().st_size
         slow = sorted(result.cell_seconds.items(), key=lambda kv: -kv[1])[:3]
-        print(f"{path.name}: {time.perf_counter() - t0:6.1f}s, {size / 2**20:.2f} MB"
+        cpu = "" if result.cpu_seconds is None else f" ({result.cpu_seconds:.1f} CPU-s in the kernel)"
+        print(f"{path.name}: {time.perf_counter() - t0:6.1f}s wall{cpu}, {size / 2**20:.2f} MB"
               f"{'  (over 3 MB!)' if size > MAX_BYTES else ''}; slowest cells "
               + ", ".join(f"#{i} {s:.1f}s" for i, s in slow)
               + (f"; {len(result.errors)} error(s) in exercise cells" if result.errors else ""))

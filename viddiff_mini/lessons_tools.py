@@ -58,6 +58,7 @@ class ExecutionResult:
     seconds: float
     errors: list = field(default_factory=list)         # every cell that raised
     cell_seconds: dict = field(default_factory=dict)    # cell index -> seconds
+    cpu_seconds: float | None = None  # the kernel's CPU time incl. its children (check() runs)
 
     def errors_outside(self, tag: str = EXERCISE_TAG) -> list:
         """Errors in cells that are *not* tagged ``tag``."""
@@ -153,11 +154,42 @@ def execute_notebook(nb, *, cwd: str | os.PathLike, env: dict | None = None,
                 log(f"  cell {index:3d}: {result.cell_seconds[index]:6.1f}s")
             if stop_on_error and result.errors and result.errors[-1].index == index:
                 break
+        result.cpu_seconds = _kernel_cpu_seconds(kc)
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
     result.seconds = time.perf_counter() - start
     return result
+
+
+_CPU_PROBE = ("import resource as _r\n_u, _c = _r.getrusage(_r.RUSAGE_SELF), "
+              "_r.getrusage(_r.RUSAGE_CHILDREN)\n"
+              "print(_u.ru_utime + _u.ru_stime + _c.ru_utime + _c.ru_stime)\ndel _r, _u, _c")
+
+
+def _kernel_cpu_seconds(kc, timeout: float = 60) -> float | None:
+    """CPU seconds (user + system) the kernel and its finished children used so far: unlike
+    wall time, this hardly depends on what else runs on the machine. None where the
+    ``resource`` module is missing (Windows)."""
+    msg_id = kc.execute(_CPU_PROBE, store_history=False, allow_stdin=False, silent=False)
+    text, deadline = "", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            msg = kc.get_iopub_msg(timeout=5)
+        except Exception:  # queue.Empty
+            continue
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "stream":
+            text += msg["content"]["text"]
+        elif msg["msg_type"] == "error":
+            return None
+        elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    try:
+        return float(text.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
 
 
 def lesson_env(answers: str, fast: bool = True, threads: int | None = 1) -> dict:
