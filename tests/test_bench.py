@@ -193,3 +193,32 @@ def test_make_a_video_flash_is_enabled_on_any_gpu():
 
     m = torch.nn.Sequential(Attend())
     assert enable_peer_flash(m)[0].cuda_config == (True, True, True)
+
+
+@pytest.mark.slow
+def test_gpu_check_script_dry_run_end_to_end(tmp_path):
+    """scripts/gpu_check.sh --dry-run: the same stages as on a GPU (smoke step, each
+    benchmark in its own process, a training run with a mid-run --resume, eval, peers, the
+    compiled row), on CPU at the tiny preset; every stage succeeds and summary.md is written."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "check"
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    proc = subprocess.run(["bash", str(root / "scripts" / "gpu_check.sh"), "--dry-run",
+                           "--skip-install", "--budget", "1200", "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=1500)
+    stages = (out / "stages.tsv").read_text().splitlines()[1:]
+    rcs = {line.split("\t")[0]: line.split("\t")[1] for line in stages}
+    assert proc.returncode == 0, (rcs, proc.stdout[-3000:], proc.stderr[-2000:])
+    assert set(rcs) == {"device", "smoke", "memory", "train_unet3d", "train_dit", "sample",
+                        "data", "run", "resume", "eval", "peers", "compiled"}
+    assert set(rcs.values()) == {"0"}
+    for name in ("smoke", "memory", "train_unet3d", "train_dit", "sample", "data", "peers"):
+        assert (out / "bench" / f"{name}.json").is_file(), name
+    summary = (out / "summary.md").read_text()
+    assert "## Smoke step" in summary and "## Training run" in summary and "8 steps" in summary
+    assert json.loads((out / "run" / "summary.json").read_text())["step"] == 8
