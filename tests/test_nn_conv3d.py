@@ -77,3 +77,34 @@ def test_zero_init(kind):
 def test_bad_kernel():
     with pytest.raises(ValueError, match="kernel"):
         build_conv("full3d", 3, 3, kernel=2)
+
+
+def test_fast_temporal_conv_is_opt_in_and_equal_to_float_rounding():
+    """The opt-in CPU path (a (k,1,1) Conv3d run as a (k,1) Conv2d on a free view) gives the
+    default path's outputs and gradients to float rounding; off by default; same state dict."""
+    from viddiff_mini.models.unet3d import UNet3D
+    from viddiff_mini.nn.conv3d import TemporalConv3d, fast_temporal_conv
+
+    torch.manual_seed(0)
+    m = UNet3D(base_channels=16, channel_mults=(1, 2), attn_levels=(1,), heads=2, num_classes=4)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    assert any(isinstance(mod, TemporalConv3d) for mod in m.modules())
+    x, t, y = torch.randn(2, 3, 8, 16, 16), torch.rand(2), torch.tensor([0, 3])
+
+    def run():
+        m.zero_grad()
+        out = m(x, t, {"label": y})
+        out.square().mean().backward()
+        return out.detach(), [p.grad.clone() for p in m.parameters()]
+
+    ref, ref_g = run()
+    with fast_temporal_conv():
+        fast, fast_g = run()
+    again, _ = run()
+    assert torch.equal(again, ref)  # back to the default path outside the context
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(fast_g, ref_g):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert "down.0.res.conv1.temporal.weight" in m.state_dict()
