@@ -222,3 +222,12 @@ def test_gpu_check_script_dry_run_end_to_end(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "## Smoke step" in summary and "## Training run" in summary and "8 steps" in summary
     assert json.loads((out / "run" / "summary.json").read_text())["step"] == 8
+
+
+def test_bench_train_counts_model_flops_with_checkpointing():
+    """MFU's convention: the recomputed forward of gradient checkpointing is not counted."""
+    plain = bench_train(bench_config("tiny", batch=1), steps=1, warmup=0, device="cpu",
+                        sdpa_check=False)
+    ckpt = bench_train(bench_config("tiny", batch=1, grad_checkpoint=True), steps=1, warmup=0,
+                       device="cpu", sdpa_check=False)
+    assert ckpt["grad_checkpoint"] and ckpt["flops_per_step"] == plain["flops_per_step"]
