@@ -94,3 +94,26 @@ def test_two_ranks_agree_on_a_time_limit_stop(tmp_path):
     assert summary["stop_reason"] == "time_limit"
     assert summary["step"] == 5  # the first log step of the tiny preset (log_every=5)
     assert max(_losses(run)) == 5 and (run / "checkpoint.pt").is_file()
+
+
+def test_setup_distributed_picks_the_gpu_before_the_process_group(monkeypatch):
+    """On CUDA: set_device(LOCAL_RANK) first, then init_process_group("nccl", device_id=...)."""
+    import torch
+
+    from viddiff_mini import train
+
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.append(("set_device", i)))
+    monkeypatch.setattr(train.dist, "is_initialized", lambda: bool(calls and
+                                                                   calls[-1][0] == "init"))
+    monkeypatch.setattr(train.dist, "init_process_group",
+                        lambda backend, **kw: calls.append(("init", backend, kw)))
+    monkeypatch.setattr(train.dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(train.dist, "get_world_size", lambda: 2)
+    rank, world, device = train.setup_distributed()
+    assert (rank, world, device) == (1, 2, torch.device("cuda", 1))
+    assert calls[0] == ("set_device", 1)
+    assert calls[1] == ("init", "nccl", {"device_id": torch.device("cuda", 1)})
