@@ -159,6 +159,10 @@ def answers(request):
     session.reset()
 
 
+class _Empty:
+    pass
+
+
 # --------------------------------------------------------------------------- helpers
 def is_graded_file(path: Path) -> bool:
     return path.parent.name == "exercises" or path.name.startswith("test_ex")
@@ -243,6 +247,7 @@ class _State:
         self.abandoned: dict[str, str] = {}  # exercise -> why its other tests are skipped
         self.violations: list[str] = []  # reported by every worker of this run, in order
         self.sessions: dict[Path, Session] = {}
+        self.uses_torch = True  # do the graded test files import torch (set at collection)
         self._log = None
         self._log_pos = 0
 
@@ -253,7 +258,8 @@ class _State:
             limits = WorkerLimits(memory=opt("--worker-memory"), fsize=opt("--worker-output-cap"),
                                   cpu=opt("--worker-cpu"), nproc=opt("--worker-nproc"),
                                   disk=opt("--worker-disk"), uid=opt("--worker-uid"))
-            launcher = Launcher(opt("--worker-sandbox"), folder, limits)
+            launcher = Launcher(opt("--worker-sandbox"), folder, limits,
+                                preload=["torch"] if self.uses_torch else [])
             if self._log is None:  # the answers' printed output; shown with a failing test
                 path = opt("--worker-log")
                 self._log = (open(path, "w+b") if path  # noqa: SIM115 - closed at the end
@@ -334,6 +340,8 @@ class _State:
         graded = [it for it in items if _points(it) is not None]
         if not graded:
             return
+        self.uses_torch = any("torch" in vars(getattr(it, "module", None) or _Empty)
+                              for it in graded)
         try:  # a bad --answers / $VIDDIFF_ANSWERS is a usage error, not N failing tests
             resolve_answers_dir(config.getoption("--answers"))
         except ValueError as e:

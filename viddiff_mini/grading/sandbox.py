@@ -161,12 +161,14 @@ class Launcher:
     """Builds the worker's command for one answers folder; ``__call__`` gives
     ``(argv, env, cwd)`` for each start (each start gets a fresh private temp folder)."""
 
-    def __init__(self, mode: str, answers: Path, limits: WorkerLimits | None = None):
+    def __init__(self, mode: str, answers: Path, limits: WorkerLimits | None = None,
+                 preload: list[str] | None = None):
         if mode not in MODES:
             raise ValueError(f"worker sandbox: expected one of {MODES}, got {mode!r}")
         self.mode = mode
         self.answers = Path(answers).resolve()
         self.limits = limits or WorkerLimits()
+        self.preload = preload  # modules imported before the answer; None: torch if we have it
         self._tmpdirs: list[str] = []
         if mode == "bwrap":
             problem = bwrap_problem()
@@ -180,8 +182,11 @@ class Launcher:
         return args
 
     def _preload(self) -> list[str]:
-        # torch is imported before the answer when the tests use it (the judge has it)
-        return ["--preload", "torch"] if "torch" in sys.modules else []
+        # torch is imported before the answer when the tests use it (by default: when the
+        # judge has it), so that its import time is not charged to the first test
+        names = self.preload if self.preload is not None else (
+            ["torch"] if "torch" in sys.modules else [])
+        return [a for n in names for a in ("--preload", n)]
 
     def __call__(self) -> tuple[list[str], dict, str]:
         pkg_parent = str(package_dir().parent)
