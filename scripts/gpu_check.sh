@@ -103,7 +103,8 @@ if shutil.which('nvidia-smi'):
 "
 cat "$OUT/logs/device.log" 2>/dev/null | head -3
 
-stage smoke "$T_SMOKE" "$PY" -m viddiff_mini.benchmarks.smoke --preset "$PRESET" --device "$DEVICE" "${BATCH[@]}" --out "$OUT/bench"
+# (the memory estimate comes from the memory stage: the smoke step spends its minute on the GPU)
+stage smoke "$T_SMOKE" "$PY" -m viddiff_mini.benchmarks.smoke --preset "$PRESET" --device "$DEVICE" --no-estimate "${BATCH[@]}" --out "$OUT/bench"
 stage memory 60 "${VD[@]}" bench memory --preset "$PRESET" "${BATCH[@]}" --out "$OUT/bench"
 stage train_unet3d "$T_BENCH" "${VD[@]}" bench train --preset "$PRESET" --device "$DEVICE" --no-compile "${TRAIN_STEPS[@]}" "${BATCH[@]}" --out "$OUT/bench"
 stage train_dit "$T_BENCH" "${VD[@]}" bench train --preset "$PRESET" --model dit --device "$DEVICE" --no-compile "${TRAIN_STEPS[@]}" "${BATCH[@]}" --out "$OUT/bench"
@@ -146,7 +147,11 @@ for r in rows:
 lines.append("")
 
 s = load(bench / "smoke.json")
+mem = load(bench / "memory.json") or {}
 if s:
+    s.setdefault("memory_estimate_gib", None)
+    if s["memory_estimate_gib"] is None and mem.get("batch") == s["batch"]:
+        s["memory_estimate_gib"] = mem.get("estimate_gib")
     lines += ["## Smoke step", "",
               f"{s['model']} batch {s['batch']} x {s['frames']}x{s['size']}^2: step "
               f"{f(s['step_s'])} s (first {f(s['first_step_s'])} s), loss {f(s['loss'], '.4f')}, "
