@@ -60,3 +60,15 @@ def test_tiny_train_sample_eval_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr
     report = json.loads((run / "eval.json").read_text())
     assert 0.0 <= report["probe_accuracy"] <= 1.0 and report["num_classes"] == 4
+    # the stable keys: accuracy in the run's classes, the real-clip ceiling, object checks
+    # beside their real yardsticks, FVD-probe flagged when samples < feature dimensions
+    for key in ("probe_accuracy_in_run_classes", "real_ceiling", "real_ceiling_in_run_classes",
+                "motion_direction_accuracy", "real_motion_direction_accuracy", "colour_drift",
+                "real_colour_drift", "mask_persistence", "real_mask_persistence", "fvd_probe",
+                "fvd_n_fake", "fvd_feature_dim"):
+        assert key in report, key
+    assert report["probe_accuracy_in_run_classes"] >= report["probe_accuracy"]
+    assert report["fvd_n_fake"] == 4 and report["fvd_reliable"] is False
+    assert (run / "eval.png").stat().st_size > 100          # contact sheet of the samples
+    r = viddiff("eval", "msh-nope")
+    assert r.returncode == 1 and "Pretrained generators" in r.stderr

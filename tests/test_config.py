@@ -40,3 +40,14 @@ def test_data_specs():
         parse_data_spec("folder")
     with pytest.raises(ValueError, match="valid: shapes"):
         parse_data_spec("kinetics:/x")
+
+
+def test_cpu_preset_is_latent_over_eight_distinct_motions():
+    from viddiff_mini.data.synthetic import CLASS_SPECS
+    from viddiff_mini.latent import data_shape
+    cfg = get_preset("cpu")
+    assert cfg.latent == "msh-ae" and cfg.num_classes == len(cfg.classes) == 8
+    # one class per motion program/option: no two classes differ only by the object's shape
+    motions = {(CLASS_SPECS[k][1], repr(CLASS_SPECS[k][2])) for k in cfg.class_ids()}
+    assert len(motions) == 8
+    assert data_shape(cfg) == (8, 8, 16, 16)        # the shipped autoencoder's latent

@@ -88,3 +88,20 @@ def test_unknown_or_repeated_class_names_are_refused():
         TrainConfig(classes=["MoveSideways"])
     with pytest.raises(ValueError, match="each class once"):
         TrainConfig(classes=["OrbitSquare", "OrbitSquare"])
+
+
+def test_object_loss_weights_pool_masks_to_the_latent_grid():
+    from viddiff_mini.train import object_loss_weights
+    masks = torch.zeros(1, 2, 4, 8, 8, dtype=torch.bool)
+    masks[0, 1, 2, 5, 6] = True                     # one object pixel in frame 2
+    w = object_loss_weights(masks, 9.0, (2, 4, 4))
+    assert w.shape == (1, 1, 2, 4, 4)
+    # frame 2 -> latent frame 1; pixel (5, 6) -> cell (2, 3), dilated to rows 1-3, cols 2-3
+    expect = torch.ones(2, 4, 4)
+    expect[1, 1:4, 2:4] = 10.0
+    assert torch.equal(w[0, 0], expect)
+
+
+def test_object_weight_trains_with_ground_truth_masks(ae_run, tmp_path):
+    cfg = latent_cfg(ae_run, object_weight=9.0, max_steps=2)
+    assert train(cfg, tmp_path / "run", progress=False)["step"] == 2

@@ -40,6 +40,7 @@ class TrainConfig:
     objective: str = "v"            # "eps" | "v" | "flow"
     temporal_loss: str = "none"     # a name in analysis.consistency.TEMPORAL_LOSSES
     temporal_weight: float = 0.0
+    object_weight: float = 0.0      # extra loss weight where objects are (MovingShapes masks)
     # ---- optimisation ------------------------------------------------------------------
     batch_size: int = 8             # global batch (split across DDP ranks)
     lr: float = 2e-4
@@ -117,7 +118,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (linear in four directions, bounce, approach, blink, camera pan), so 30 minutes on 2
     # cores give clips the probe recognises; see README "Measured numbers"
     "cpu": dict(
-        classes=list(MAIN_CLASSES), frames=16, size=32, latent="msh-ae", batch_size=8,
+        classes=list(MAIN_CLASSES), frames=16, size=32, latent="msh-ae", object_weight=9.0,
+        batch_size=8,
         max_steps=6000, warmup_steps=100, lr=1e-3, ema_decay=0.999, log_every=25,
         ckpt_every=250, sample_every=0, sample_n=16, sample_steps=50,
         model_kwargs=dict(base_channels=16, channel_mults=(1, 2, 2), attn_levels=(2,), heads=2),

@@ -36,7 +36,8 @@ def bench_sample(cfg: TrainConfig, steps: int = 50, repeats: int = 1,
     net = torch.compile(model) if compile else model
     diffusion = make_diffusion(cfg)
     b = cfg.batch_size
-    shape = (b, 3, cfg.frames, cfg.size, cfg.size)
+    from viddiff_mini.latent import data_shape
+    shape = (b, *data_shape(cfg))  # a latent preset samples latents (decoding not timed)
     cond = {"label": torch.arange(b, device=device) % cfg.num_classes}
 
     def run(n_steps: int):

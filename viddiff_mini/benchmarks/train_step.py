@@ -57,8 +57,10 @@ def bench_config(preset: str = "auto", model: str | None = None, batch: int | No
 
 def make_inputs(cfg: TrainConfig, batch: int, device: torch.device, seed: int = 0) -> dict:
     """A fixed random training batch on ``device``: clips, labels, noise levels, noise, keep."""
+    from viddiff_mini.latent import data_shape
     g = torch.Generator().manual_seed(seed)
-    shape = (batch, 3, cfg.frames, cfg.size, cfg.size)
+    # a latent preset's denoiser sees the autoencoder's latent (the encoder pass is not timed)
+    shape = (batch, *data_shape(cfg))
     return {
         "video": (torch.rand(shape, generator=g) * 2 - 1).to(device),
         "label": torch.randint(cfg.num_classes, (batch,), generator=g).to(device),
