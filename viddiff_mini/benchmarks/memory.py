@@ -82,7 +82,7 @@ def saved_activations(cfg: TrainConfig, batch: int) -> dict:
                 return t
 
             b = c.batch_size
-            x0 = torch.empty(b, 3, c.frames, c.size, c.size)
+            x0 = torch.empty(b, c.model_kwargs.get("in_channels", 3), c.frames, c.size, c.size)
             cond = {"label": torch.zeros(b, dtype=torch.long),
                     "label_keep": torch.ones(b, dtype=torch.bool)}
             t = torch.full((b,), 0.5)
@@ -95,6 +95,16 @@ def saved_activations(cfg: TrainConfig, batch: int) -> dict:
                     "largest_unit_bytes": max(per_unit.values(), default=0)}
 
     cfg = replace(cfg, batch_size=batch, conditions=["label"])
+    if getattr(cfg, "object_weight", 0):  # per-pixel loss weights from masks: no activations
+        cfg = replace(cfg, object_weight=0.0)
+    if getattr(cfg, "latent", ""):
+        # a latent preset: the denoiser sees the autoencoder's latent. Resolve its shape
+        # here (loading the autoencoder is real I/O, not for FakeTensorMode) and measure the
+        # denoiser alone on latents of that shape (the frozen encoder saves nothing).
+        from viddiff_mini.latent import data_shape
+        ch, t, h, w = data_shape(cfg)
+        cfg = replace(cfg, latent="", frames=t, size=h,
+                      model_kwargs={**cfg.model_kwargs, "in_channels": ch})
     plain = run(replace(cfg, grad_checkpoint=False))
     if not cfg.grad_checkpoint:
         return plain
@@ -174,6 +184,8 @@ def steps_for_budget(cfg: TrainConfig, minutes: float = 20.0, mfu: float = 0.20,
     from viddiff_mini.train import build_model_for, diffusion_loss, make_diffusion
 
     c = replace(cfg, grad_checkpoint=False, conditions=["label"])
+    if getattr(c, "object_weight", 0):  # per-pixel loss weights: no FLOPs by the counter
+        c = replace(c, object_weight=0.0)
     with torch.device("meta"):
         model = build_model_for(c)
     model.train()
