@@ -105,3 +105,9 @@ def test_object_loss_weights_pool_masks_to_the_latent_grid():
 def test_object_weight_trains_with_ground_truth_masks(ae_run, tmp_path):
     cfg = latent_cfg(ae_run, object_weight=9.0, max_steps=2)
     assert train(cfg, tmp_path / "run", progress=False)["step"] == 2
+
+
+def test_object_weight_on_real_video_is_refused_with_the_flag_to_use(tmp_path):
+    cfg = get_preset("tiny", data=f"folder:{tmp_path}", object_weight=9.0)
+    with pytest.raises(ValueError, match="pass --object-weight 0"):
+        train(cfg, tmp_path / "run", progress=False)

@@ -201,6 +201,9 @@ def make_source(cfg: TrainConfig, device: torch.device):
              or cfg.object_weight > 0)
     if kind == "shapes":
         return ShapesSource(cfg, device, truth)
+    if cfg.object_weight > 0:
+        raise ValueError(f"object_weight {cfg.object_weight}: needs MovingShapes' object masks; "
+                         f"--data {cfg.data} has none (pass --object-weight 0)")
     if cfg.classes:
         raise ValueError(f"classes {cfg.classes}: class names select MovingShapes-101 classes; "
                          f"for --data {cfg.data} use --classes K (the first K classes)")
@@ -321,6 +324,9 @@ def diffusion_loss(diffusion, model, x0, cond, t, noise, cfg: TrainConfig, batch
     target = diffusion.objective.target(x0, noise, alpha, sigma)
     err = (pred.float() - target.float()).pow(2)
     if cfg.object_weight > 0:
+        if "masks" not in batch:
+            raise ValueError("object_weight > 0 needs ground-truth object masks (MovingShapes "
+                             "data); this batch has none: set object_weight=0")
         w = object_loss_weights(batch["masks"], cfg.object_weight, err.shape[2:])
         loss = (err * w).mean() / w.mean()
     else:
@@ -665,6 +671,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conditions", help="comma list: label,text,trajectory,first_frame,style,attributes")
     p.add_argument("--temporal-loss", help="none | frame_diff | flow_warp | feature")
     p.add_argument("--temporal-weight", type=float)
+    p.add_argument("--object-weight", type=float,
+                   help="extra loss weight where objects are (MovingShapes masks; 0 = off)")
     p.add_argument("--compile", dest="compile", action="store_true", default=None)
     p.add_argument("--no-compile", dest="compile", action="store_false")
     p.add_argument("--grad-checkpoint", action="store_true", default=None)
@@ -680,6 +688,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                       ("batch", "batch_size"), ("lr", "lr"), ("latent", "latent"),
                       ("frames", "frames"), ("size", "size"), ("temporal_loss", "temporal_loss"),
                       ("temporal_weight", "temporal_weight"), ("compile", "compile"),
+                      ("object_weight", "object_weight"),
                       ("grad_checkpoint", "grad_checkpoint"), ("seed", "seed")]:
         value = getattr(args, arg, None)
         if value is not None:

@@ -40,7 +40,9 @@ def bench_config(preset: str = "auto", model: str | None = None, batch: int | No
     U-Net sizes (``model_kwargs``) unless new ones are given.
     """
     cfg = get_preset(preset)
-    over: dict = {"conditions": ["label"]}
+    # object_weight only reweights the loss (no measurable cost) but needs ground-truth
+    # masks, which the synthetic benchmark batch does not have
+    over: dict = {"conditions": ["label"], "object_weight": 0.0}
     if model is not None and model != cfg.model:
         over["model"], over["model_kwargs"] = model, {}
     if model_kwargs is not None:
