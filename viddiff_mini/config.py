@@ -124,6 +124,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         ckpt_every=250, sample_every=0, sample_n=16, sample_steps=50,
         model_kwargs=dict(base_channels=16, channel_mults=(1, 2, 2), attn_levels=(2,), heads=2),
     ),
+    # the pixel-space cpu preset (the main job until 2026-12): 10 classes at 16x32x32, ~3 s
+    # per step on 2 cores; the 11.3 notebooks' full profile trains control models with it
+    # (their pixel-aligned conditions have no latent version yet)
+    "cpu-pixel": dict(
+        num_classes=10, frames=16, size=32, batch_size=8, max_steps=6000, warmup_steps=200,
+        lr=4e-4, ema_decay=0.999, log_every=25, ckpt_every=250, sample_every=1000,
+        sample_n=10, sample_steps=50,
+        model_kwargs=dict(base_channels=16, channel_mults=(1, 2, 4), attn_levels=(1, 2), heads=4),
+    ),
     # one H100: all 101 classes, 16x64x64, class-conditional with CFG. Sized by the memory
     # model (`viddiff bench memory --preset gpu`, FakeTensorMode, no GPU): batch 48 with
     # gradient checkpointing is estimated at ~45 GiB for the U-Net (65.9M) and ~28 GiB for
