@@ -104,7 +104,6 @@ def pack(run: str | Path, name: str, card_fields: dict[str, Any], kind: str = "g
         if half:
             state["state_dict"] = {k: v.half() if v.is_floating_point() else v
                                    for k, v in state["state_dict"].items()}
-        summary_path = run / "summary.json"
     else:
         full = safe_torch_load(run / "checkpoint.pt" if run.is_dir() else run)
         weights = full["ema"]
@@ -112,7 +111,6 @@ def pack(run: str | Path, name: str, card_fields: dict[str, Any], kind: str = "g
             weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
         # the same keys as a run checkpoint, so load_run reads it; "model" = EMA weights
         state = {"config": full["config"], "ema": weights, "step": full["step"]}
-        summary_path = run / "summary.json"
     path = dest / f"{name}.pt"
     atomic_torch_save(state, path)
     c = {"name": name, "kind": kind, "file": path.name, "sha256": sha256(path),
@@ -122,6 +120,7 @@ def pack(run: str | Path, name: str, card_fields: dict[str, Any], kind: str = "g
         c.update(classes=cfg.get("classes") or cfg["num_classes"], frames=cfg["frames"],
                  size=cfg["size"], latent=cfg.get("latent", ""), model=cfg["model"],
                  conditions=cfg["conditions"], steps=full["step"])
+    summary_path = run / "summary.json"
     if summary_path.exists():
         c["training_summary"] = json.loads(summary_path.read_text())
     c.update(card_fields)
