@@ -123,11 +123,12 @@ class ShapesSource:
         self._render = synthetic.render_batch
 
     def batches(self, sampler: StepBatches):
+        to_run_label = self.to_run_label.to(self.device)  # one copy, not one per step
         for idx in sampler:
             batch = self._render(idx, frames=self.cfg.frames, size=self.cfg.size,
                                  seed=self.cfg.seed, device=self.device, truth=self.truth)
             if self.cfg.classes:
-                batch["label"] = self.to_run_label.to(batch["label"].device)[batch["label"]]
+                batch["label"] = to_run_label[batch["label"]]
             yield batch
 
 
