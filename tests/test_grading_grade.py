@@ -524,6 +524,12 @@ def test_stub_and_rejected_score_zero(batch):
 ])
 def test_misbehaviour_zeroes_only_what_it_broke(batch, name, reason):
     row = batch["rows"][name]
+    if name == "write_tests" and str(exercise_tests_dir()).startswith("/tmp/"):
+        # a checkout under /tmp: inside the sandbox that path is in the worker's private
+        # tmpfs, so (as for write_cwd) the write lands nowhere real and is not misbehaviour
+        assert (row["11.1.1a"], row["11.1.1b"], row["total"]) == ("3", "1", "4"), row
+        assert (exercise_tests_dir() / "test_ex11_1.py").stat().st_size > 1000
+        return
     assert (row["11.1.1a"], row["11.1.1b"], row["total"]) == ("3", "0", "3"), row
     fb = batch["feedback"][name]
     b = next(e for e in fb["exercises"] if e["exercise"] == "11.1.1b")

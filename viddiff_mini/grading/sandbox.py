@@ -195,12 +195,14 @@ class Launcher:
             binds = [*_system_binds(), *_python_binds(),
                      "--ro-bind", str(package_dir()), str(package_dir()),
                      "--ro-bind", str(self.answers), ANSWERS_MOUNT]
-            argv = [shutil.which("bwrap") or "bwrap", *_namespace_flags(), *_parents(binds),
-                    *binds,
+            # the private /tmp first: bwrap applies its arguments in order, so a tmpfs
+            # mounted after the binds would hide a venv or a checkout that lives under /tmp
+            argv = [shutil.which("bwrap") or "bwrap", *_namespace_flags(),
+                    "--perms", "1777", "--size", str(lim.disk), "--tmpfs", "/tmp",
+                    *_parents(binds), *binds,
                     "--proc", "/proc", "--dev", "/dev",
                     "--perms", "1777", "--size", str(min(lim.disk, 16 << 20)),
                     "--tmpfs", "/dev/shm",
-                    "--perms", "1777", "--size", str(lim.disk), "--tmpfs", "/tmp",
                     "--remount-ro", "/dev", "--remount-ro", "/",
                     "--chdir", "/tmp", "--clearenv"]
             env = {**_env_common(), "PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp",
