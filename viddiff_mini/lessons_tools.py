@@ -250,6 +250,15 @@ def run_lesson_on_stubs(path: str | os.PathLike, fast: bool = True) -> Execution
     return execute_notebook(nb, cwd=path.parent, env=lesson_env("stubs", fast=fast), skip=skip)
 
 
+def assert_runs_on_stubs(path: str | os.PathLike) -> None:
+    """Fail (AssertionError naming the cells) when Run-All on the stubs raises outside the
+    cells tagged ``exercise-check``; the tests of every lesson part call this."""
+    result = run_lesson_on_stubs(path)
+    bad = result.errors_outside()
+    assert not bad, (f"{Path(path).name} on the stubs ({result.seconds:.0f}s): errors outside "
+                     "exercise cells:\n" + "\n".join(map(str, bad)))
+
+
 def is_executed(nb) -> bool:
     """True when every code cell holds an execution count (the notebook was run)."""
     return all(c.get("execution_count") is not None for c in nb.cells if c.cell_type == "code")
