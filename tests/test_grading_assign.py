@@ -120,10 +120,24 @@ def _fake_course(root: Path) -> Path:
         'def scale(x, k):\n    """x times k."""\n'
         '    # the secret: repeated addition, on purpose\n'
         '    total = 0\n    for _ in range(k):\n        total = total + x\n    return total\n')
+    # an executed notebook: a lesson cell with text and a figure, an exercise cell run
+    # with the solutions (its output shows the answer) and its graded check
     nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("print(1 + 1)", execution_count=3,
-                                     outputs=[nbformat.v4.new_output("stream", text="2\n")])
-    nb.cells = [nbformat.v4.new_markdown_cell("# 11.9"), cell]
+    lesson = nbformat.v4.new_code_cell("print(1 + 1)\nshow_figure()", execution_count=3, outputs=[
+        nbformat.v4.new_output("stream", text="2\n"),
+        nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=",
+                                                     "text/plain": "<Figure 1>"})])
+    answer = nbformat.v4.new_code_cell(
+        "with yours('11.9.1a'):\n    print(ex.scale(2, 3))", execution_count=4,
+        outputs=[nbformat.v4.new_output("stream", text="ANSWER 6\n")],
+        metadata={"tags": ["exercise-check"]})
+    check = nbformat.v4.new_code_cell(
+        "check('11.9.1a')", execution_count=5,
+        outputs=[nbformat.v4.new_output("execute_result", data={"text/plain": "ANSWER 3/3"},
+                                        execution_count=5)],
+        metadata={"tags": ["exercise-check"], "ExecuteTime": {"end": "x"}})
+    nb.cells = [nbformat.v4.new_markdown_cell("# 11.9"), lesson,
+                nbformat.v4.new_markdown_cell("## Exercise 11.9.1a"), answer, check]
     nbformat.write(nb, str(root / "lessons" / "11_9.ipynb"))
     ex = root / "tests" / "exercises"
     ex.mkdir(parents=True)
@@ -167,7 +181,7 @@ def _fake_course(root: Path) -> Path:
     return root
 
 
-def test_hidden_tests_are_cut_and_outputs_cleared(tmp_path):
+def test_hidden_tests_cut_lesson_outputs_kept_exercise_outputs_cleared(tmp_path):
     src = _fake_course(tmp_path / "course")
     out = tmp_path / "out"
     summary = write_handout(out, source=src)
@@ -181,8 +195,20 @@ def test_hidden_tests_are_cut_and_outputs_cleared(tmp_path):
     assert any("test_secret_case" in s for s in summary["stripped"])
     assert not any("SECRET" in (out / f).read_text() for f in files if not f.endswith(".ipynb"))
     nb = json.loads((out / "lessons" / "11_9.ipynb").read_text())
-    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    assert code[0]["outputs"] == [] and code[0]["execution_count"] is None
+    lesson, answer, check = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    # the lesson cell keeps what the executed notebook showed: text and the figure
+    assert lesson["execution_count"] == 3
+    assert [o["output_type"] for o in lesson["outputs"]] == ["stream", "display_data"]
+    assert "".join(lesson["outputs"][0]["text"]) == "2\n"
+    assert lesson["outputs"][1]["data"]["image/png"] == "iVBORw0KGgo="
+    # the cells that run the answer are cleared, their source and tags kept
+    for cell in (answer, check):
+        assert cell["outputs"] == [] and cell["execution_count"] is None, cell["source"]
+        assert cell["metadata"]["tags"] == ["exercise-check"]
+        assert "ExecuteTime" not in cell["metadata"]
+    assert "ex.scale(2, 3)" in "".join(answer["source"])
+    assert "ANSWER" not in (out / "lessons" / "11_9.ipynb").read_text()
+    assert summary["cleared_cells"] == 2 and "exercise cells cleared: 2" in summary["text"]
     assert "11.9.1a" in (out / "README.md").read_text()
 
 
@@ -197,6 +223,18 @@ def test_refuses_non_empty_out_and_catches_leaks(tmp_path, capsys):
     assert not (out / "old.txt").exists() and (out / "README.md").exists()
     assert cli.main(["assign", str(src), "--source", str(src), "--force"]) == 1
     assert "course repository itself" in capsys.readouterr().err
+
+    # a lesson cell that printed a solution (inspect.getsource) leaks through its output
+    nb_path = src / "lessons" / "11_9.ipynb"
+    nb = nbformat.read(str(nb_path), as_version=4)
+    leaked = nbformat.read(str(nb_path), as_version=4)
+    leaked.cells[1].outputs.append(nbformat.v4.new_output(
+        "stream", text=(src / "solutions" / "ex11_9.py").read_text()))
+    nbformat.write(leaked, str(nb_path))
+    with pytest.raises(RuntimeError, match="11_9.ipynb: ex11_9.py:scale"):
+        write_handout(tmp_path / "out_nb", source=src)
+    assert not list((tmp_path / "out_nb").iterdir()), "a leaking handout is emptied again"
+    nbformat.write(nb, str(nb_path))
 
     # a stub that was accidentally solved (reformatted, comments changed) is caught
     (src / "lessons" / "exercises" / "ex11_9.py").write_text(

@@ -5,8 +5,11 @@ What goes into ``OUT/``:
 * ``viddiff_mini/`` (the package, caches left out), ``pyproject.toml``,
   ``environment.yml`` and a ``README.md`` for students (install, run a notebook, run the
   graded tests and read the grade table, hand in);
-* ``lessons/``: every notebook with its outputs and execution counts cleared (nbformat),
-  other lesson files as they are, and ``lessons/exercises/ex11_*.py``, the stubs;
+* ``lessons/``: every notebook *as executed* (its lesson outputs and figures are part of
+  the reading), except that the cells tagged ``exercise-check`` (the cells that run the
+  student's answer and its graded check) lose their outputs and execution counts: run by
+  the instructor they would show an answer; other lesson files as they are, and
+  ``lessons/exercises/ex11_*.py``, the stubs;
 * ``tests/``: the public tests. Left out wholesale: files named ``test_*_hidden.py`` and
   files whose module-level ``pytestmark`` holds ``pytest.mark.hidden`` (hidden graded
   tests) or ``pytest.mark.instructor`` (tests of the course tooling, e.g. the meta-checks,
@@ -217,6 +220,25 @@ def _python_of(path: Path) -> list[str]:
     return []
 
 
+def _notebook_text(path: Path) -> str:
+    """A notebook's cell sources and the text of its kept outputs (streams, plain-text
+    results, tracebacks): a printed solution (``inspect.getsource``) is a leak too."""
+    import nbformat
+
+    parts = []
+    for c in nbformat.read(str(path), as_version=4).cells:
+        parts.append(c.source)
+        for o in c.get("outputs", []):
+            if "text" in o:
+                parts.append(o["text"] if isinstance(o["text"], str) else "".join(o["text"]))
+            plain = o.get("data", {}).get("text/plain")
+            if plain:
+                parts.append(plain if isinstance(plain, str) else "".join(plain))
+            if o.get("traceback"):
+                parts.append("\n".join(o["traceback"]))
+    return "\n".join(parts)
+
+
 def _blocks(source: str) -> list[list[str]]:
     """Every statement list (module, function, loop, branch bodies) of ``source``,
     normalised; [] if it does not parse."""
@@ -242,8 +264,9 @@ def find_leaks(handout: Path, solutions: Path, stubs: Path | None = None) -> lis
 
     Python files and notebook code cells are compared statement by statement after
     ``ast`` normalisation (layout, comments and quoting do not matter; the body may sit at
-    any depth and among other statements); other text files are searched for the body's
-    source lines. ``stubs``: the stub folder, whose given helpers are not solutions.
+    any depth and among other statements); other text files, and a notebook's sources with
+    its kept outputs, are searched for the body's source lines. ``stubs``: the stub
+    folder, whose given helpers are not solutions.
     """
     handout = Path(handout)
     bodies = solution_bodies(Path(solutions), Path(stubs) if stubs is not None else None)
@@ -271,9 +294,7 @@ def find_leaks(handout: Path, solutions: Path, stubs: Path | None = None) -> lis
         if path.suffix != ".py":
             try:
                 if path.suffix == ".ipynb":  # search the cells, not the escaped JSON
-                    import nbformat
-
-                    text = "\n".join(c.source for c in nbformat.read(str(path), 4).cells)
+                    text = _notebook_text(path)
                 else:
                     text = path.read_text(encoding="utf-8")
             except (UnicodeDecodeError, OSError, ValueError):
@@ -286,19 +307,32 @@ def find_leaks(handout: Path, solutions: Path, stubs: Path | None = None) -> lis
 
 
 # --------------------------------------------------------------------------- writing
-def _clear_notebook(src: Path, dst: Path) -> None:
+def _clear_notebook(src: Path, dst: Path) -> int:
+    """Copy a notebook, clearing the outputs and execution counts of its exercise cells.
+
+    Lesson cells keep their outputs (text, tables, figures): the handout reads like the
+    executed course notebook. A code cell tagged ``exercise-check``
+    (:data:`viddiff_mini.lessons_tools.EXERCISE_TAG`) runs the student's answer; executed
+    with the solutions its output would reveal the answer, so it is cleared. Returns the
+    number of exercise cells cleared.
+    """
     import nbformat
 
+    from ..lessons_tools import EXERCISE_TAG
+
     nb = nbformat.read(str(src), as_version=4)
+    cleared = 0
     for cell in nb.cells:
-        if cell.cell_type == "code":
+        if cell.cell_type == "code" and EXERCISE_TAG in cell.metadata.get("tags", []):
             cell.outputs = []
             cell.execution_count = None
+            cleared += 1
         for key in ("execution", "collapsed", "scrolled", "ExecuteTime"):
             cell.metadata.pop(key, None)
     nb.metadata.pop("widgets", None)
     dst.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(dst))
+    return cleared
 
 
 def _prepare_out(out: Path, source: Path, force: bool) -> None:
@@ -454,8 +488,8 @@ exercise it happens in.
 def write_handout(out, source=None, *, force: bool = False, check_leaks: bool = True) -> dict:
     """Write the student handout of ``source`` (default: this checkout) into ``out``.
 
-    Returns ``{"out", "excluded", "stripped", "warnings", "notebooks", "exercises",
-    "text"}``. Raises ``FileExistsError`` for a non-empty ``out`` without ``force`` and
+    Returns ``{"out", "excluded", "stripped", "warnings", "notebooks", "cleared_cells",
+    "exercises", "text"}``. Raises ``FileExistsError`` for a non-empty ``out`` without ``force`` and
     ``RuntimeError`` if solution code ended up in the handout (``check_leaks``; the
     handout is then removed again).
     """
@@ -466,7 +500,8 @@ def write_handout(out, source=None, *, force: bool = False, check_leaks: bool = 
             raise FileNotFoundError(f"--source: {source} has no {need} "
                                     f"(expected the course repository)")
     _prepare_out(out, source, force)
-    report: dict = {"excluded": [], "stripped": [], "warnings": [], "notebooks": []}
+    report: dict = {"excluded": [], "stripped": [], "warnings": [], "notebooks": [],
+                    "cleared_cells": 0}
 
     shutil.copytree(source / "viddiff_mini", out / "viddiff_mini", ignore=_IGNORE)
     for name in ("pyproject.toml", "environment.yml", "LICENSE"):
@@ -480,7 +515,7 @@ def write_handout(out, source=None, *, force: bool = False, check_leaks: bool = 
             continue
         target = out / "lessons" / rel
         if path.suffix == ".ipynb":
-            _clear_notebook(path, target)
+            report["cleared_cells"] += _clear_notebook(path, target)
             report["notebooks"].append(f"lessons/{rel.as_posix()}")
         elif rel.parts[0] == "exercises" and path.suffix == ".py" and len(rel.parts) == 2:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -504,7 +539,8 @@ def write_handout(out, source=None, *, force: bool = False, check_leaks: bool = 
                                "emptied again; change the source and run again):\n  "
                                + "\n  ".join(leaks))
     lines = [f"wrote the student handout to {out}",
-             f"  notebooks (outputs cleared): {len(report['notebooks'])}",
+             f"  notebooks (lesson outputs kept): {len(report['notebooks'])}, "
+             f"exercise cells cleared: {report['cleared_cells']}",
              f"  exercises: {len(exercises)}"]
     lines += [f"  left out: {x}" for x in report["excluded"]]
     lines += [f"  hidden tests cut from {x}" for x in report["stripped"]]
