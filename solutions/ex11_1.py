@@ -186,6 +186,25 @@ def representation_bytes(shape, dtype: torch.dtype = torch.float32) -> dict[str,
     return {"rgb": rgb * size, "flow": flow * size, "keyframe_flow": (b * c * h * w + flow) * size}
 
 
+def reconstruct_from_flow(keyframe: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Rebuild a clip (b, c, t, h, w) from its key frame (b, c, h, w) and forward flow
+    (b, 2, t - 1, h, w): frame_{i+1}(p) = frame_i(p - flow_i(p)), bilinear, border padding.
+    """
+    if not isinstance(keyframe, torch.Tensor) or keyframe.ndim != 4:
+        raise ValueError(f"keyframe: expected (b, c, h, w), got "
+                         f"{tuple(keyframe.shape) if isinstance(keyframe, torch.Tensor) else keyframe!r}")
+    b, c, h, w = keyframe.shape
+    if (not isinstance(flow, torch.Tensor) or flow.ndim != 5
+            or (flow.shape[0], flow.shape[1], flow.shape[3], flow.shape[4]) != (b, 2, h, w)):
+        raise ValueError(f"flow: expected (b, 2, t - 1, h, w) with (b, h, w) = {(b, h, w)}, got "
+                         f"{tuple(flow.shape) if isinstance(flow, torch.Tensor) else flow!r}")
+    frames = [keyframe]
+    for i in range(flow.shape[2]):
+        # content at p in frame i is at p + F in frame i + 1: read frame i at p - F
+        frames.append(_sample_at(frames[-1], -flow[:, :, i].to(keyframe.dtype)))
+    return torch.stack(frames, dim=2)
+
+
 # =========================================================================== Exercise 11.1.2b
 class CheckpointedSequential(torch.nn.Module):
     """Run ``blocks`` in order; during training keep only each segment's input for backward.

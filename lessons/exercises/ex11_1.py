@@ -133,7 +133,8 @@ def representation_bytes(shape, dtype: torch.dtype = torch.float32) -> dict[str,
     * ``"rgb"``: every frame, ``b * c * t * h * w`` elements;
     * ``"flow"``: one (dx, dy) field per consecutive frame pair, ``b * 2 * (t - 1) * h * w``;
     * ``"keyframe_flow"``: the first frame plus the flow, ``b * c * h * w + flow``
-      (enough to rebuild the clip by warping, if appearance never changes).
+      (enough to rebuild the clip by warping, if appearance never changes: see
+      :func:`reconstruct_from_flow`).
 
     Each count is multiplied by the element size of ``dtype`` in bytes
     (``torch.empty((), dtype=dtype).element_size()``: 1 for uint8, 2 for float16/bfloat16,
@@ -154,6 +155,44 @@ def representation_bytes(shape, dtype: torch.dtype = torch.float32) -> dict[str,
     """
     raise NotImplementedError(
         "Exercise 11.1.2a: count bytes of a clip as RGB, as flow and as key frame + flow")
+
+
+def reconstruct_from_flow(keyframe: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Rebuild a clip from its key frame and its optical flow (the "keyframe_flow" storage).
+
+    Frame 0 is the key frame; every next frame is the previous *reconstructed* frame moved
+    along the flow:
+
+        ``frame_{i+1}(p) = frame_i(p - flow_i(p))``
+
+    where ``flow_i`` is the forward motion ``(dx, dy)`` in pixels from frame ``i`` to
+    ``i + 1`` (content at ``p`` in frame ``i`` is at ``p + flow_i`` in frame ``i + 1``).
+    Sample with bilinear interpolation and border padding, e.g.
+    ``viddiff_mini.analysis.motion.warp(frame, -flow_i)`` (a backward warp,
+    ``warp(image, f)(p) = image(p + f(p))``).
+
+    Comparing ``reconstruct_from_flow(video[:, :, 0], flow)`` with ``video`` is the other half
+    of the RGB-vs-flow comparison: flow is cheaper to store (see
+    :func:`representation_bytes`) but only explains *motion*; a change of appearance
+    (lighting, a fade, new content entering at the border) is lost.
+
+    Example: one row ``[0, 1, 2, 3, 4, 5]`` moved by flows ``dx = +1, +1, -2`` gives frames
+    ``[0, 1, 2, 3, 4, 5]``, ``[0, 0, 1, 2, 3, 4]``, ``[0, 0, 0, 1, 2, 3]``,
+    ``[0, 1, 2, 3, 3, 3]`` (border padding repeats the edge; what left the frame is gone).
+
+    Args:
+        keyframe: ``(b, c, h, w)``.
+        flow: ``(b, 2, t - 1, h, w)`` (``t - 1 = 0`` gives the key frame alone).
+
+    Returns:
+        ``(b, c, t, h, w)``, the dtype of ``keyframe``.
+
+    Raises:
+        ValueError: ``keyframe`` is not 4-D, or ``flow`` is not ``(b, 2, t - 1, h, w)``
+            for the key frame's ``b, h, w``.
+    """
+    raise NotImplementedError(
+        "Exercise 11.1.2a: rebuild the clip by warping the key frame along the flow")
 
 
 # =========================================================================== Exercise 11.1.2b
@@ -378,7 +417,7 @@ def make_benchmark(n_per_class: int, seed: int = 0, fold: int = 1,
        indices (the fold's test *groups*, disjoint from its training groups) and
        ``synthetic.clip_index_table()[i]`` is ``(label, group, clip_in_group)`` of clip i.
     2. For each class (all 101, or the labels in ``classes``), shuffle that class's test
-       indices with ``torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000
+       indices (in increasing order, as ``split_indices`` gives them) with ``torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000
        + label))`` and keep the first ``n_per_class``. (One generator per class: asking for
        fewer classes never changes the clips of the others.)
     3. Return the (clip index, label) pairs sorted by (label, index).

@@ -65,6 +65,13 @@ def test_interpolate_shape_and_dtype(answers):
             f"method={method!r}: a (2, 3, 4, 8, 6) video with factor 3 should give "
             f"(b, c, (t-1)*factor+1, h, w) = (2, 3, 10, 8, 6), got {tuple(out.shape)}")
         assert out.dtype == video.dtype, f"method={method!r}: expected dtype {video.dtype}, got {out.dtype}"
+    video = torch.zeros(1, 3, 3, 4, 4)
+    with pytest.raises(ValueError, match="method"):
+        ex.interpolate_frames(video, 2, method="cubic")
+    with pytest.raises(ValueError, match="factor"):
+        ex.interpolate_frames(video, 0)
+    with pytest.raises(ValueError, match="flow"):
+        ex.interpolate_frames(video, 2, method="flow", flow=torch.zeros(1, 2, 3, 4, 4))
 
 
 @pytest.mark.points(1)
@@ -130,19 +137,6 @@ def test_interpolate_flow_estimated_beats_blending(answers):
         f"for a blob moving (2, -2) px per frame with flow=None, method='flow' should "
         f"estimate the motion and beat plain blending clearly (mean error < 1/4 of "
         f"linear's {e_lin:.4f}), got {e_flow:.4f}")
-
-
-@pytest.mark.points(1)
-@pytest.mark.exercise("11.1.1a")
-def test_interpolate_rejects_bad_arguments(answers):
-    ex = answers("ex11_1")
-    video = torch.zeros(1, 3, 3, 4, 4)
-    with pytest.raises(ValueError, match="method"):
-        ex.interpolate_frames(video, 2, method="cubic")
-    with pytest.raises(ValueError, match="factor"):
-        ex.interpolate_frames(video, 0)
-    with pytest.raises(ValueError, match="flow"):
-        ex.interpolate_frames(video, 2, method="flow", flow=torch.zeros(1, 2, 3, 4, 4))
 
 
 # =========================================================================== Exercise 11.1.1b
@@ -224,12 +218,6 @@ def test_temporal_loss_is_differentiable_scalar(answers):
         "the loss must keep the graph: gradients w.r.t. pred should be finite and non-zero")
     one = ex.temporal_consistency_loss(torch.zeros(1, 3, 1, 4, 4))
     assert float(one) == 0.0, "a one-frame clip has no change: loss 0"
-
-
-@pytest.mark.points(1)
-@pytest.mark.exercise("11.1.1b")
-def test_temporal_loss_rejects_bad_shapes(answers):
-    ex = answers("ex11_1")
     pred = torch.zeros(1, 3, 4, 6, 6)
     with pytest.raises(ValueError):
         ex.temporal_consistency_loss(pred, torch.zeros(1, 3, 3, 6, 6))
@@ -335,6 +323,78 @@ def test_representation_bytes_edge_cases(answers):
         ex.representation_bytes((1, 3, 0, 64, 64))
 
 
+# reconstruct_from_flow(keyframe (b, c, h, w), flow (b, 2, t - 1, h, w)) -> (b, c, t, h, w)
+
+@pytest.mark.points(2)
+@pytest.mark.exercise("11.1.2a")
+def test_reconstruct_from_flow_hand_worked(answers):
+    ex = answers("ex11_1")
+    row = torch.arange(6, dtype=torch.float32)
+    key = row.expand(1, 1, 2, 6).clone()                     # (b=1, c=1, h=2, w=6)
+    flow = torch.zeros(1, 2, 3, 2, 6)
+    flow[:, 0, 0], flow[:, 0, 1], flow[:, 0, 2] = 1.0, 1.0, -2.0   # dx per pair, dy = 0
+    out = ex.reconstruct_from_flow(key, flow)
+    assert tuple(out.shape) == (1, 1, 4, 2, 6), f"(1, 1, h, w) + 3 flows -> (1, 1, 4, 2, 6), got {tuple(out.shape)}"
+    # frame_{i+1}(x) = frame_i(x - dx), border padding: what leaves the frame is lost
+    want = [[0, 1, 2, 3, 4, 5], [0, 0, 1, 2, 3, 4], [0, 0, 0, 1, 2, 3], [0, 1, 2, 3, 3, 3]]
+    got = out[0, 0, :, 0].tolist()
+    assert got == [pytest.approx(w, abs=1e-5) for w in want], (
+        f"row 0..5 moved by dx = +1, +1, -2 (each step warps the previous reconstructed "
+        f"frame, border padding) should give {want}, got {[[round(v, 3) for v in f] for f in got]}")
+    half = torch.zeros(1, 2, 1, 2, 6)
+    half[:, 0] = 0.5
+    got = ex.reconstruct_from_flow(key, half)[0, 0, 1, 0].tolist()
+    assert got == pytest.approx([0, 0.5, 1.5, 2.5, 3.5, 4.5], abs=1e-5), (
+        f"a half-pixel move samples between pixels (bilinear): expected "
+        f"[0, 0.5, 1.5, 2.5, 3.5, 4.5], got {got}")
+    assert torch.equal(ex.reconstruct_from_flow(key, torch.zeros(1, 2, 0, 2, 6))[:, :, 0], key)
+    with pytest.raises(ValueError):
+        ex.reconstruct_from_flow(key, torch.zeros(1, 2, 3, 2, 5))   # width mismatch
+
+
+def _wave(frames, size=24, shift=2):
+    """A smooth blob (values in [0, 0.6], a seeded colour) moving ``shift`` px right per
+    frame, far from the borders so nothing enters or leaves: (1, 3, frames, size, size)."""
+    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32),
+                            torch.arange(size, dtype=torch.float32), indexing="ij")
+    g = torch.Generator().manual_seed(21)
+    amp = torch.rand(3, generator=g) * 0.3 + 0.3            # seeded colour per channel
+    out = []
+    for i in range(frames):
+        cx = 8 + shift * i
+        blob = torch.exp(-((xs - cx) ** 2 + (ys - 12) ** 2) / (2 * 2.0**2))
+        out.append(amp[:, None, None] * blob)
+    return torch.stack(out, 1)[None]
+
+
+@pytest.mark.points(2)
+@pytest.mark.exercise("11.1.2a")
+def test_keyframe_flow_against_rgb_storage(answers):
+    ex = answers("ex11_1")
+    t = 4
+    # 1) pure motion: key frame + flow is cheaper than RGB and rebuilds the clip
+    video = _wave(t)
+    flow = torch.zeros(1, 2, t - 1, 24, 24)
+    flow[:, 0] = 2.0
+    nbytes = ex.representation_bytes(tuple(video.shape))
+    # RGB: 3 t = 12 planes; key frame + flow: 3 + 2 (t - 1) = 9 planes
+    assert nbytes["keyframe_flow"] * 12 == nbytes["rgb"] * 9, (
+        f"(1, 3, 4, 24, 24): key frame + flow is 9 planes against RGB's 12, got {nbytes}")
+    rebuilt = ex.reconstruct_from_flow(video[:, :, 0], flow)
+    err = float((rebuilt - video).pow(2).mean())
+    assert err < 1e-8, (
+        f"a pattern that only moves (2 px right per frame, integer shifts) is rebuilt exactly "
+        f"from its key frame and true flow: MSE ~ 0, got {err:.2e}")
+    # 2) appearance change: a fade has no motion; flow cannot represent it
+    fade = torch.stack([torch.full((3, 8, 8), 0.1 * i) for i in range(t)], 1)[None]
+    rebuilt = ex.reconstruct_from_flow(fade[:, :, 0], torch.zeros(1, 2, t - 1, 8, 8))
+    err = float((rebuilt - fade).pow(2).mean())
+    # every rebuilt frame is the key frame 0: MSE = mean_i (0.1 i)^2 = 0.01 * (0+1+4+9)/4
+    assert err == pytest.approx(0.035, abs=1e-6), (
+        f"a fade (brightness 0, 0.1, 0.2, 0.3) with zero flow is rebuilt as four copies of "
+        f"the key frame: MSE = 0.035, which RGB storage avoids; got {err:.6f}")
+
+
 # =========================================================================== Exercise 11.1.2b
 # CheckpointedSequential(blocks, segments=None)
 
@@ -360,6 +420,9 @@ def test_checkpoint_same_outputs(answers):
     n_wrapped = sum(p.numel() for p in wrapped.parameters())
     assert n_wrapped == n_plain, (
         f"the wrapper must register the blocks' parameters (nn.ModuleList): {n_wrapped} vs {n_plain}")
+    for bad in (0, 7):
+        with pytest.raises(ValueError):
+            ex.CheckpointedSequential(_blocks(), segments=bad)
 
 
 @pytest.mark.points(2)
@@ -398,15 +461,6 @@ def test_checkpoint_saves_fewer_activations(answers):
         f"with torch.utils.checkpoint only each segment's input is kept for backward: saved "
         f"{ck_bytes} bytes vs {plain_bytes} without checkpointing (expected < half)")
     assert backward_ok is True, "backward must still work (recomputation)"
-
-
-@pytest.mark.points(1)
-@pytest.mark.exercise("11.1.2b")
-def test_checkpoint_rejects_bad_segments(answers):
-    ex = answers("ex11_1")
-    for bad in (0, 7):
-        with pytest.raises(ValueError):
-            ex.CheckpointedSequential(_blocks(), segments=bad)
 
 
 # =========================================================================== Exercise 11.1.2c
@@ -694,6 +748,11 @@ def test_preprocess_shape_range_constant(answers):
     got = out.mean(dim=(1, 2, 3))
     assert torch.allclose(got, want, atol=1e-3), f"constant colours map to {want.tolist()}, got {got.tolist()}"
     assert out.min() >= -1 and out.max() <= 1
+    clip = torch.zeros(10, 16, 16, 3, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="frames"):
+        ex.preprocess_clip(clip, size=16, num_frames=4, stride=4)   # needs 13 frames
+    with pytest.raises(ValueError):
+        ex.preprocess_clip(clip.float(), size=16, num_frames=4)
 
 
 @pytest.mark.points(1)
@@ -724,17 +783,6 @@ def test_preprocess_resize_short_side_and_centre_crop(answers):
     out = ex.preprocess_clip(tall, size=32, num_frames=2)
     assert tuple(out.shape) == (3, 2, 32, 32) and out[:, :, 2:-2].min() > 0.9, (
         "portrait frames: resize the short side (width) and crop the middle rows")
-
-
-@pytest.mark.points(1)
-@pytest.mark.exercise("11.1.4b")
-def test_preprocess_rejects_bad_input(answers):
-    ex = answers("ex11_1")
-    clip = torch.zeros(10, 16, 16, 3, dtype=torch.uint8)
-    with pytest.raises(ValueError, match="frames"):
-        ex.preprocess_clip(clip, size=16, num_frames=4, stride=4)   # needs 13 frames
-    with pytest.raises(ValueError):
-        ex.preprocess_clip(clip.float(), size=16, num_frames=4)
 
 
 # =========================================================================== Exercise 11.1.4c
@@ -771,6 +819,29 @@ def test_benchmark_is_disjoint_from_training(answers):
         assert groups <= set(synthetic.TEST_GROUPS[fold]), (
             f"fold {fold}: clips must come from the test groups {list(synthetic.TEST_GROUPS[fold])}, "
             f"got groups {sorted(groups)}")
+
+
+@pytest.mark.points(2)
+@pytest.mark.exercise("11.1.4c")
+def test_benchmark_follows_the_documented_seed_rule(answers):
+    from viddiff_mini.data import synthetic
+
+    ex = answers("ex11_1")
+    table = synthetic.clip_index_table()
+    for seed, fold, labels, n in ((0, 1, [0, 3], 4), (7, 2, [50, 100], 3)):
+        got = [tuple(p) for p in ex.make_benchmark(n, seed=seed, fold=fold, classes=labels)]
+        want = []
+        for label in labels:
+            # the rule in the docstring: the class's test indices in increasing order,
+            # shuffled by randperm with a generator seeded seed * 1000 + label, first n kept
+            pool = [i for i in synthetic.split_indices("test", fold) if table[i][0] == label]
+            g = torch.Generator().manual_seed(seed * 1000 + label)
+            want += [(pool[j], label) for j in torch.randperm(len(pool), generator=g)[:n].tolist()]
+        want.sort(key=lambda p: (p[1], p[0]))
+        assert got == want, (
+            f"seed={seed}, fold={fold}, classes={labels}, n_per_class={n}: the documented rule "
+            f"(torch.randperm over the class's sorted test indices with "
+            f"torch.Generator().manual_seed(seed * 1000 + label)) picks {want}, got {got}")
 
 
 @pytest.mark.points(1)

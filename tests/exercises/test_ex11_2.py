@@ -210,6 +210,60 @@ def test_compare_convs_trains_and_is_deterministic(answers):
         assert abs(c[kind]["loss_start"] - r["loss_start"]) < 1e-6
 
 
+@pytest.mark.points(2)
+@pytest.mark.exercise("11.2.1c")
+def test_compare_convs_hides_the_odd_frames(answers):
+    ex = answers("ex11_2")
+    # Two batches that agree on the even frames and differ on the odd ones: with the odd
+    # frames zeroed the network sees the same input for both, so with lr = 0 (no update)
+    # it makes the same prediction and the loss on the visible frames is the same. For
+    # t = 5 (hidden frames 1 and 3) the whole-clip MSE is (2 hidden + 3 visible) / 5, so
+    #     5 (loss_end_a - loss_end_b) = 2 (hidden_loss_end_a - hidden_loss_end_b).
+    g = torch.Generator().manual_seed(11)
+    a = torch.rand(2, 3, 5, 6, 6, generator=g) * 2 - 1
+    b = a.clone()
+    b[:, :, 1::2] = torch.rand(2, 3, 2, 6, 6, generator=g) * 2 - 1
+    ra = ex.compare_convs(a, width=4, steps=1, lr=0.0, seed=5)
+    rb = ex.compare_convs(b, width=4, steps=1, lr=0.0, seed=5)
+    for kind in KINDS:
+        assert abs(ra[kind]["loss_end"] - ra[kind]["loss_start"]) < 1e-6, (
+            f"{kind}: with lr=0 the weights do not move: loss_end = loss_start")
+        lhs = 5 * (ra[kind]["loss_end"] - rb[kind]["loss_end"])
+        rhs = 2 * (ra[kind]["hidden_loss_end"] - rb[kind]["hidden_loss_end"])
+        assert abs(rhs) > 1e-3 and abs(lhs - rhs) < 1e-4 * (1 + abs(rhs)), (
+            f"{kind}: clips that differ only on the odd frames must give the same input "
+            f"(odd frames set to 0) and differ only in the hidden-frame loss (MSE over frames "
+            f"1, 3 of 5): expected 5 * d(loss_end) = 2 * d(hidden_loss_end), got "
+            f"{lhs:.6f} vs {rhs:.6f}")
+
+
+def _bar_clips(n=4, t=5, size=8):
+    """Bars moving one pixel per frame (a different start per clip): a hidden frame is
+    exactly half-way between its two visible neighbours."""
+    return _moving_bar(n=n, t=t, size=size)
+
+
+@pytest.mark.points(2)
+@pytest.mark.exercise("11.2.1c")
+def test_compare_convs_full3d_wins_the_interpolation_race(answers):
+    ex = answers("ex11_2")
+    videos = _bar_clips()
+    zero_guess = float(videos[:, :, 1::2].pow(2).mean())   # predicting 0 on hidden frames: 1.0
+    for seed in (0, 2):
+        res = ex.compare_convs(videos, kinds=("full3d", "pseudo3d"), width=4, steps=20,
+                               lr=1e-2, seed=seed)
+        full, pseudo = res["full3d"]["hidden_loss_end"], res["pseudo3d"]["hidden_loss_end"]
+        # full 3-D sees the neighbouring frames from the first step; pseudo-3D starts as a
+        # frame-by-frame 2-D conv (temporal identity) and must first learn to mix frames
+        assert full < 0.25 * zero_guess, (
+            f"seed {seed}: after 20 steps the full 3-D network should fill in the hidden "
+            f"frames from their neighbours (hidden MSE < 0.25, predicting 0 gives "
+            f"{zero_guess:.2f}), got {full:.4f}")
+        assert full < 0.6 * pseudo, (
+            f"seed {seed}: full 3-D should clearly beat the temporal-identity pseudo-3D on the "
+            f"hidden frames after 20 steps: {full:.4f} vs {pseudo:.4f}")
+
+
 # =========================================================================== Exercise 11.2.2a
 # sparse_attention_mask(t, h, w, local, global_stride, temporal_stride)
 

@@ -155,7 +155,8 @@ def test_alignment_loss_hand_worked(answers):
     other[0, :, 0] = torch.tensor([5.0, -3.0, 2.0, 0.0])
     assert abs(float(ex.alignment_loss(other, prior)) - math.log(2)) < 1e-5
     no_action = torch.ones(1, 4, 2, dtype=torch.bool)
-    assert float(ex.alignment_loss(torch.randn(1, 4, 2), no_action)) == 0.0
+    scores = torch.randn(1, 4, 2, generator=torch.Generator().manual_seed(12))
+    assert float(ex.alignment_loss(scores, no_action)) == 0.0
 
 
 @pytest.mark.points(1)
@@ -418,6 +419,69 @@ def test_local_mask_several_points_and_errors(answers):
         ex.local_motion_mask(torch.zeros(2, 3, 3), 16, 1.0)
 
 
+def _drag_scene(red_at, green_at, size=16, r=2.0):
+    """A red and a green disc (radius ``r``) on a dark background, positions per frame
+    ``[(x, y), ...]``: (1, 3, t, size, size)."""
+    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32),
+                            torch.arange(size, dtype=torch.float32), indexing="ij")
+    t = len(red_at)
+    v = torch.full((1, 3, t, size, size), -0.9)
+    for f in range(t):
+        for (x, y), col in ((red_at[f], RED), (green_at[f], GREEN)):
+            disc = (xs - x) ** 2 + (ys - y) ** 2 <= r * r
+            v[0, :, f][:, disc] = torch.tensor(col)[:, None]
+    return v
+
+
+def _red_centroid(frame):
+    """(x, y) centroid of the red pixels of a (3, h, w) frame, or None."""
+    red = (frame[0] > 0.5) & (frame[1] < -0.5)
+    if not red.any():
+        return None
+    ys, xs = red.nonzero(as_tuple=True)
+    return float(xs.float().mean()), float(ys.float().mean())
+
+
+@pytest.mark.points(2)
+@pytest.mark.exercise("11.3.3b")
+def test_local_mask_controls_motion_inside_sampling(answers):
+    from viddiff_mini.control.drag import blend_hook
+    from viddiff_mini.diffusion.core import Diffusion
+
+    ex = answers("ex11_3")
+    t = 4
+    # drag the red disc from (4, 10) to (11, 10); the green one at (12, 3) must stay put
+    path = torch.stack([torch.linspace(4, 11, t), torch.full((t,), 10.0)], -1)
+    source = _drag_scene([(4.0, 10.0)] * t, [(12.0, 3.0)] * t)
+    # the "model" proposes the drag but also (wrongly) moves the green disc: only the
+    # mask keeps the edit local
+    proposal = _drag_scene(path.tolist(), [(12.0 - f, 3.0) for f in range(t)])
+
+    class Zero(torch.nn.Module):
+        def forward(self, x, t, cond=None):
+            return torch.zeros_like(x)
+
+    for per_frame in (True, False):
+        mask = ex.local_motion_mask(path[None], 16, 3.0, per_frame=per_frame)
+        hook = blend_hook(source, mask, inner=lambda x0, tt, x_t: proposal)
+        out = Diffusion().sample(Zero(), tuple(source.shape), steps=3, x0_hook=hook,
+                                 generator=torch.Generator().manual_seed(0))[0]
+        for f in range(t):
+            c = _red_centroid(out[:, f])
+            want = tuple(path[f].tolist())
+            assert c is not None and abs(c[0] - want[0]) < 0.3 and abs(c[1] - want[1]) < 0.3, (
+                f"per_frame={per_frame}, frame {f}: sampling with the mask as the editable "
+                f"region should show the red disc dragged to {want} (discs of radius 3 around "
+                f"the path, x = column, y = row), its red pixels are centred at {c}")
+        assert torch.equal(out[:, :, :8, 8:], source[0, :, :, :8, 8:]), (
+            f"per_frame={per_frame}: the green disc at (12, 3) is far from the drag path; "
+            f"the mask must keep it (and the whole top-right corner) exactly as in the source")
+        left = out[:, t - 1, 8:13, 1:8]          # around the start (4, 10) on the last frame
+        assert (left[0] < 0).all(), (
+            f"per_frame={per_frame}: on the last frame the area the red disc left must be "
+            f"refilled (the frame-0 disc is editable on every frame), red is still there")
+
+
 # =========================================================================== Exercise 11.3.3c
 # masked_blend_hook(source, mask) -> hook(x0, t); masked_psnr(video, source, edit_mask)
 
@@ -503,28 +567,103 @@ def _reference(t=3, size=16):
     return ref
 
 
+def _path(x0, x1, y, t=6):
+    return torch.stack([torch.linspace(x0, x1, t), torch.full((t,), float(y))], -1)
+
+
+def _changed(a, b, key):
+    return not torch.equal(a[key], b[key])
+
+
 @pytest.mark.points(2)
 @pytest.mark.exercise("11.3.4a")
-def test_multimodal_cond_layout(answers):
+def test_multimodal_cond_each_control_reaches_only_its_inputs(answers):
+    ex = answers("ex11_3")
+    traj, ref = _path(2, 12, 9)[None], _reference()
+    base = ex.multimodal_cond("a red square moves right", traj, ref, 6, 16, _encoder)
+    assert tuple(base["concat"].shape)[:1] == (1,) and tuple(base["concat"].shape)[2:] == (6, 16, 16)
+    assert torch.equal(base["context"], _encoder("a red square moves right")[0]), (
+        "the caption reaches the model as the encoder's tokens (cross-attention context)")
+    other_caption = ex.multimodal_cond("a red square", traj, ref, 6, 16, _encoder)
+    other_traj = ex.multimodal_cond("a red square moves right", _path(12, 2, 4)[None], ref, 6,
+                                    16, _encoder)
+    g = torch.Generator().manual_seed(8)
+    ref2 = torch.rand(3, 3, 16, 16, generator=g) * 2 - 1          # another look and first frame
+    other_ref = ex.multimodal_cond("a red square moves right", traj, ref2, 6, 16, _encoder)
+    for name, c, want in (("caption", other_caption, {"context"}),
+                          ("trajectory", other_traj, {"concat"}),
+                          ("reference", other_ref, {"concat", "vector"})):
+        got = {k for k in ("context", "concat", "vector") if _changed(base, c, k)}
+        assert got == want, (
+            f"changing only the {name} should change the model input(s) {sorted(want)} "
+            f"(text -> context, trajectory and first frame -> concat, style -> vector), "
+            f"it changed {sorted(got)}")
+        for key in ("context_keep", "concat_keep", "vector_keep"):
+            assert c[key].tolist() == [True], f"every control given: {key} must be [True]"
+    moved = (other_ref["concat"] - base["concat"]).abs().amax(dim=(0, 1, 3, 4))   # per frame
+    assert moved[0] > 0 and (moved[1:] == 0).all(), (
+        f"the reference enters the concat input as an image on frame 0 only; a different "
+        f"reference changed frames {moved.nonzero().flatten().tolist()}")
+
+
+@pytest.mark.points(2)
+@pytest.mark.exercise("11.3.4a")
+def test_multimodal_cond_trajectory_maps_follow_the_paths(answers):
+    ex = answers("ex11_3")
+    a, b = _path(2, 12, 9), _path(13, 3, 4)                       # two objects, (t, 2) each
+    none = ex.multimodal_cond(None, None, None, 6, 16, _encoder)["concat"][0]
+    for sigma in (1.5, 3.0):
+        one = ex.multimodal_cond(None, a[None], None, 6, 16, _encoder, sigma=sigma)["concat"][0]
+        maps = one - none                                          # (channels, t, h, w)
+        for f in range(6):
+            x, y = (round(v) for v in a[f].tolist())
+            total = maps[:, f].sum(0)
+            iy, ix = divmod(int(total.argmax()), 16)
+            peak = float(maps[:, f, y, x].max())
+            assert (ix, iy) == (x, y) and peak == pytest.approx(1.0, abs=1e-4), (
+                f"sigma={sigma}, frame {f}: the trajectory map should peak (value 1) at the "
+                f"path point (x, y) = ({x}, {y}); it peaks at ({ix}, {iy}) with {peak:.3f} there")
+        f, (x, y) = 0, (2, 9)                   # frame 0 sits exactly on the pixel grid
+        ch = int(maps[:, f, y, x].argmax())
+        want = math.exp(-1 / (2 * sigma**2))
+        assert float(maps[ch, f, y, x + 1]) == pytest.approx(want, abs=1e-3), (
+            f"sigma={sigma}: a Gaussian heatmap one pixel from the point is exp(-1 / (2 sigma^2)) "
+            f"= {want:.4f}, got {float(maps[ch, f, y, x + 1]):.4f}")
+    two = ex.multimodal_cond(None, torch.stack([a, b]), None, 6, 16, _encoder)["concat"][0] - none
+    for f in range(6):
+        (xa, ya), (xb, yb) = ((round(v) for v in p[f].tolist()) for p in (a, b))
+        ca, cb = int(two[:, f, ya, xa].argmax()), int(two[:, f, yb, xb].argmax())
+        assert ca != cb, f"frame {f}: each object needs its own map (channel), both peak in {ca}"
+        assert float(two[ca, f, yb, xb]) < 0.05 and float(two[cb, f, ya, xa]) < 0.05, (
+            f"frame {f}: object 0's map must not show object 1 and vice versa")
+        if f == 0:
+            first = (ca, cb)
+        assert (ca, cb) == first, "an object keeps its map (channel) on every frame"
+
+
+@pytest.mark.points(1)
+@pytest.mark.exercise("11.3.4a")
+def test_multimodal_cond_reference_image_and_style(answers):
     from viddiff_mini.control.style import STYLE_DIM, style_code
 
     ex = answers("ex11_3")
-    traj = torch.stack([torch.linspace(2, 12, 6), torch.full((6,), 9.0)], -1)[None]   # (1, 6, 2)
     ref = _reference()
-    c = ex.multimodal_cond("a red square moves right", traj, ref, 6, 16, _encoder)
-    assert tuple(c["context"].shape) == (1, 5, 64) and c["context_mask"].all()
-    assert tuple(c["concat"].shape) == (1, 6, 6, 16, 16), tuple(c["concat"].shape)
-    assert c["concat"][0, 0, 0, 9, 2] == pytest.approx(1.0) and c["concat"][0, 0, 5, 9, 12] == pytest.approx(1.0), (
-        "channel 0: object 0's heatmap, peak 1 at (x, y) on each frame")
-    assert (c["concat"][0, 1] == 0).all(), "channel 1: no second object -> zeros"
-    assert torch.allclose(c["concat"][0, 2:5, 0], ref[:, 0]), "channels 2-4, frame 0: the reference's first frame"
-    assert (c["concat"][0, 2:5, 1:] == 0).all() and (c["concat"][0, 5, 0] == 1).all()
-    assert (c["concat"][0, 5, 1:] == 0).all(), "channel 5: indicator, 1 on frame 0 only"
-    assert tuple(c["vector"].shape) == (1, STYLE_DIM + 1)
-    assert torch.allclose(c["vector"][0, :STYLE_DIM], style_code(ref[None])[0], atol=1e-5)
-    assert c["vector"][0, -1] == 1
-    for key in ("context_keep", "concat_keep", "vector_keep"):
-        assert c[key].dtype == torch.bool and c[key].tolist() == [True], key
+    none = ex.multimodal_cond(None, None, None, 6, 16, _encoder)
+    with_ref = ex.multimodal_cond(None, None, ref, 6, 16, _encoder)
+    added = (with_ref["concat"] - none["concat"])[0, :, 0]          # (channels, h, w), frame 0
+    found = [k for k in range(added.shape[0] - 2) if torch.allclose(added[k:k + 3], ref[:, 0])]
+    assert found, "the reference's first frame (RGB, in order) must be in the concat input on frame 0"
+    black = ref.clone()
+    black[:, 0] = 0.0
+    black_cond = ex.multimodal_cond(None, None, black, 6, 16, _encoder)
+    assert not torch.equal(black_cond["concat"], none["concat"]), (
+        "a reference whose first frame is all zeros must still differ from no reference "
+        "(an indicator tells the model an image is given)")
+    assert torch.allclose(with_ref["vector"][0, :STYLE_DIM], style_code(ref[None])[0], atol=1e-5), (
+        "the vector input carries the reference's style code")
+    assert (none["vector"] == 0).all() and not torch.equal(
+        with_ref["vector"], ex.multimodal_cond(None, None, ref * 0.5, 6, 16, _encoder)["vector"]), (
+        "no reference: a zero vector; another look gives another vector")
 
 
 @pytest.mark.points(1)
@@ -576,10 +715,29 @@ def test_fused_guidance_hand_worked(answers):
         "weight 1 on one control = its plain conditional prediction; weight 0 costs no call")
 
 
+class _ScaleModel:
+    """f(x, t, cond) = cond["scale"] * x + t (per sample): predictions that depend on the input."""
+
+    def __call__(self, x, t, cond):
+        return cond["scale"] * x + t.view(-1, 1, 1, 1, 1)
+
+
 @pytest.mark.points(1)
 @pytest.mark.exercise("11.3.4b")
-def test_fused_guidance_unknown_control(answers):
+def test_fused_guidance_only_weighted_controls_count(answers):
     ex = answers("ex11_3")
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 3, 2, 4, 4, generator=g)
+    t = torch.tensor([0.25, 0.75])
+    conds = {"text": {"scale": 2.0}, "trajectory": {"scale": -1.0}, "style": {"scale": 5.0}}
+    out = ex.fused_guidance(_ScaleModel(), x, t, conds, {"scale": 1.0}, {"text": 1.5, "trajectory": 2.0})
+    # f(null) = x + t; terms 1.5 (2x - x) + 2 (-x - x) = 1.5 x - 4 x; "style" has no weight
+    want = x * (1 + 1.5 - 4.0) + t.view(-1, 1, 1, 1, 1)
+    assert torch.allclose(out, want, atol=1e-5), (
+        "f(null) + 1.5 (f(text) - f(null)) + 2 (f(traj) - f(null)) = -1.5 x + t per sample; "
+        "a control without a weight (style) adds nothing")
+    only_null = ex.fused_guidance(_ScaleModel(), x, t, conds, {"scale": 1.0}, {})
+    assert torch.allclose(only_null, x + t.view(-1, 1, 1, 1, 1), atol=1e-6), "no weights: f(null)"
     with pytest.raises(ValueError):
         ex.fused_guidance(_CountingModel(), torch.zeros(1, 3, 1, 2, 2), torch.zeros(1),
                           {"text": {"bias": 1.0}}, {"bias": 0.0}, {"trajectory": 1.0})
