@@ -83,6 +83,26 @@ def test_classes_by_name_set_num_classes_and_relabel_batches():
     assert names == batch["class_name"]          # run label k is CLASSES[k]
 
 
+def test_latents_are_cached_per_clip_and_equal_encoding_the_batch(ae_run):
+    from viddiff_mini.latent import load_latent
+    cfg = latent_cfg(ae_run)
+    ae = load_latent(cfg, "cpu")
+    calls = []
+
+    def encode(x):
+        calls.append(x.shape[0])
+        return ae.encode(x)
+
+    source = ShapesSource(cfg, torch.device("cpu"), truth=True, encoder=encode)
+    sampler = StepBatches(source.pool[:3], 4, 0, 0, 3)   # 12 draws from 3 clips
+    batches = list(source.batches(sampler))
+    assert calls == [1, 1, 1]                            # each clip encoded once, alone
+    for b in batches:
+        with torch.no_grad():
+            direct = ae.encode(b["video"])
+        torch.testing.assert_close(b["latent"], direct, rtol=1e-5, atol=1e-5)
+
+
 def test_unknown_or_repeated_class_names_are_refused():
     with pytest.raises(ValueError, match=r"unknown class name\(s\) \['MoveSideways'\]"):
         TrainConfig(classes=["MoveSideways"])

@@ -122,6 +122,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         batch_size=8,
         max_steps=6000, warmup_steps=100, lr=1e-3, ema_decay=0.999, log_every=25,
         ckpt_every=250, sample_every=0, sample_n=16, sample_steps=50,
+        # guidance 4 vs 2 on msh-class8 (3,295 steps): 73.8% vs 67.5% in-run-class accuracy
+        guidance=4.0,
         model_kwargs=dict(base_channels=16, channel_mults=(1, 2, 2), attn_levels=(2,), heads=2),
     ),
     # the pixel-space cpu preset (the main job until 2026-12): 10 classes at 16x32x32, ~3 s
