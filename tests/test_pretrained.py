@@ -38,6 +38,8 @@ def test_cards_describe_what_a_user_needs():
         card = pretrained.card(name)
         for key in ("kind", "file", "sha256", "recipe", "cpu_time", "machine", "metrics"):
             assert card.get(key) not in (None, "", {}), f"{name}: card lacks {key!r}"
+        if card["kind"] == "generator":   # the settings scripts/reproduce_cards.py re-runs
+            assert {"n_per_class", "steps", "guidance", "seed"} <= set(card.get("eval", {}))
     total = sum(pretrained.card(n)["bytes"] for n in pretrained.names())
     assert total <= 30e6, f"shipped weights take {total / 1e6:.1f} MB (budget 30 MB)"
 
@@ -91,3 +93,20 @@ def test_cli_lists_and_shows_cards(packed, capsys):
     ns.args = ["missing"]
     assert pretrained.main(ns) == 1
     assert "shipped models: tiny-gen" in capsys.readouterr().err
+
+
+def test_reproduce_script_remeasures_every_card_metric(tmp_path):
+    # plumbing only (--quick: 1 sample per class, 2 sampler steps): every numeric metric on
+    # every card is found in the re-measured report, so the full run can compare them all
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "rep.json"
+    subprocess.run([sys.executable, str(root / "scripts" / "reproduce_cards.py"), "--quick",
+                    "--out", str(out)], check=True, capture_output=True, timeout=600)
+    rows = json.loads(out.read_text())["rows"]
+    for name in pretrained.names():
+        numeric = {k for k, v in pretrained.card(name).get("metrics", {}).items()
+                   if isinstance(v, (int, float))}
+        assert numeric and numeric == {r["metric"] for r in rows if r["name"] == name}, name
