@@ -151,17 +151,24 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def from_presets(cls, presets: dict[str, dict[str, Any]], name: str, what: str = "preset",
+                 extra_names: tuple[str, ...] = (), **overrides: Any):
+    """``cls(preset=name, **presets[name], **overrides)``, copying ``model_kwargs`` so a
+    caller's edits never reach the preset table; an unknown name lists the valid ones."""
+    if name not in presets:
+        raise ValueError(f"preset: unknown {what} {name!r}; valid presets: "
+                         f"{', '.join([*presets, *extra_names])}")
+    values = dict(presets[name])
+    values["model_kwargs"] = dict(values.get("model_kwargs", {}))
+    values.update(overrides)
+    return cls(preset=name, **values)
+
+
 def get_preset(name: str, **overrides: Any) -> TrainConfig:
     """The named preset with keyword overrides; ``"auto"`` = ``gpu`` with CUDA, else ``cpu``."""
     if name == "auto":
         name = "gpu" if torch.cuda.is_available() else "cpu"
-    if name not in PRESETS:
-        raise ValueError(f"preset: unknown preset {name!r}; valid presets: "
-                         f"{', '.join([*PRESETS, 'auto'])}")
-    values = dict(PRESETS[name])
-    values["model_kwargs"] = dict(values.get("model_kwargs", {}))
-    values.update(overrides)
-    return TrainConfig(preset=name, **values)
+    return from_presets(TrainConfig, PRESETS, name, extra_names=("auto",), **overrides)
 
 
 def parse_data_spec(spec: str) -> tuple[str, str | None]:

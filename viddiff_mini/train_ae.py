@@ -84,13 +84,8 @@ AE_PRESETS: dict[str, dict[str, Any]] = {
 
 
 def get_ae_preset(name: str, **overrides: Any) -> AEConfig:
-    if name not in AE_PRESETS:
-        raise ValueError(f"preset: unknown autoencoder preset {name!r}; valid presets: "
-                         f"{', '.join(AE_PRESETS)}")
-    values = dict(AE_PRESETS[name])
-    values["model_kwargs"] = dict(values.get("model_kwargs", {}))
-    values.update(overrides)
-    return AEConfig(preset=name, **values)
+    from viddiff_mini.config import from_presets
+    return from_presets(AEConfig, AE_PRESETS, name, what="autoencoder preset", **overrides)
 
 
 # ============================================================================ loss
