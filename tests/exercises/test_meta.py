@@ -9,7 +9,10 @@ it out of every grade table and out of the student handout (it needs the pristin
 * the stubs are pristine: each public function's body is its docstring plus
   ``raise NotImplementedError("Exercise 11.N.ka: ...")``, with the same name and
   signature as in ``solutions/``;
-* a graded file without points marks cannot be collected.
+* a graded file without points marks cannot be collected;
+* every mutant of ``scripts/mutation_check.py`` (a plausible student bug per exercise)
+  still applies to ``solutions/`` and names an exercise that has graded tests (the full
+  mutation run takes minutes: run the script itself).
 """
 
 from __future__ import annotations
@@ -112,3 +115,37 @@ def test_graded_file_without_points_fails_collection(tmp_path):
     assert "@pytest.mark.points(n)" in proc.stderr
     assert "test_ex11_99.py::test_forgot_points" in proc.stderr
     assert "test_tooling.py" not in proc.stderr
+
+
+def _mutation_script():
+    import importlib.util
+
+    path = repo_root() / "scripts" / "mutation_check.py"
+    spec = importlib.util.spec_from_file_location("viddiff_mutation_check", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look the module up while defining
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mutants_apply(tmp_path):
+    import shutil
+
+    mc = _mutation_script()
+    assert mc.MUTANTS, "no mutants defined"
+    graded = set()
+    for path in graded_files():
+        graded |= set(re.findall(r'@pytest\.mark\.exercise\("([0-9.a-z]+)"\)', path.read_text()))
+    problems = []
+    for m in mc.MUTANTS:
+        if m.exercise not in graded:
+            problems.append(f"{m.exercise} '{m.what}': no graded test for this exercise")
+        folder = tmp_path / "answers"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(solutions_dir(), folder)
+        try:
+            mc.apply(m, folder)
+            ast.parse((folder / f"{m.module}.py").read_text())
+        except (LookupError, SyntaxError) as e:
+            problems.append(str(e))
+    assert not problems, "stale mutants in scripts/mutation_check.py:\n  " + "\n  ".join(problems)
