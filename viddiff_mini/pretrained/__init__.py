@@ -68,12 +68,22 @@ def weights_path(name: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"pretrained {name!r}: weights file {path} is missing "
                                 f"(the card expects it beside {name}.json)")
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size, c["sha256"])
+    if key in _VERIFIED:  # hashed already, and the file has not changed since
+        return path
     digest = sha256(path)
     if digest != c["sha256"]:
         raise ValueError(f"pretrained {name!r}: {path} has SHA-256 {digest[:16]}... but its "
                          f"card says {c['sha256'][:16]}...; the file is not the one the card "
                          f"describes (re-install the package or re-pack the model)")
+    _VERIFIED.add(key)
     return path
+
+
+# files whose hash matched, keyed by (path, mtime, size, expected hash): a sampler resolves
+# the autoencoder several times per call; a changed file is hashed (and judged) again
+_VERIFIED: set[tuple] = set()
 
 
 def load(name: str, device: torch.device | str | None = None):
