@@ -4,6 +4,12 @@
     python scripts/execute_lessons.py                      # every lessons/*.ipynb, full profile
     python scripts/execute_lessons.py lessons/11_1_3_motion.ipynb --fast
     python scripts/execute_lessons.py --check              # are the committed notebooks executed?
+    python scripts/execute_lessons.py --fast --answers stubs   # what the committed notebooks hold
+
+Before running anything it makes sure the stored samples of the shipped generators
+(``results/pretrained/NAME-lesson-samples.pt``, read by the notebooks) match the current
+weights: after a retrained ``msh-class8`` it redraws them (about a minute on one thread)
+and says so. ``--no-refresh`` skips that step.
 
 Each notebook runs top to bottom in a fresh kernel of this Python environment (like a
 student's Run-All), with ``VIDDIFF_ANSWERS=stubs`` by default: the exercise cells then show
@@ -32,6 +38,25 @@ from viddiff_mini.lessons_tools import execute_notebook, is_executed, lesson_env
 MAX_BYTES = 3 * 2**20
 
 
+def refresh_samples(threads: int) -> None:
+    """Redraw the stored lesson samples of every shipped class-conditional generator whose
+    weights changed since they were drawn (keyed by the weights' SHA-256)."""
+    import torch
+
+    from viddiff_mini import pretrained
+    from viddiff_mini.pretrained_samples import refresh_stored
+
+    torch.set_num_threads(threads)
+    for name in pretrained.names(kind="generator"):
+        if pretrained.card(name).get("conditions") != ["label"]:
+            continue
+        t0 = time.perf_counter()
+        redrawn, path = refresh_stored(name)
+        print(f"{name}: stored lesson samples "
+              + (f"redrawn for the current weights in {time.perf_counter() - t0:.0f}s -> "
+                 f"{path.relative_to(ROOT)}" if redrawn else "up to date"))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("notebooks", nargs="*", help="default: every lessons/*.ipynb")
@@ -41,6 +66,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="OMP/torch threads (default 1)")
     p.add_argument("--out", default=None, help="write executed copies here instead of in place")
     p.add_argument("--cell-timeout", type=float, default=1800, help="seconds per cell")
+    p.add_argument("--no-refresh", action="store_true",
+                   help="do not redraw stale stored generator samples first")
     p.add_argument("--check", action="store_true",
                    help="only check that every code cell has an execution count; exit 1 if not")
     args = p.parse_args(argv)
@@ -60,6 +87,8 @@ def main(argv=None) -> int:
         print(f"{len(paths) - len(bad)} of {len(paths)} notebooks executed")
         return 1 if bad else 0
 
+    if not args.no_refresh:
+        refresh_samples(args.threads)
     env = lesson_env(args.answers, fast=args.fast, threads=args.threads)
     status = 0
     total = time.perf_counter()
