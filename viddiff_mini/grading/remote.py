@@ -80,9 +80,14 @@ def write_frame(fd: int, kind: bytes, payload: bytes) -> None:
         view = view[n:]
 
 
-def read_exact(fd: int, n: int) -> bytes:
+def read_exact(fd: int, n: int, idle=None) -> bytes:
+    """``n`` bytes from ``fd``; EOFError at end of stream. ``idle``: called every 0.5 s that
+    nothing arrives (it raises to give up: the judge's patience with a silent worker)."""
     chunks, left = [], n
     while left:
+        if idle is not None and not select.select([fd], [], [], 0.5)[0]:
+            idle()
+            continue
         chunk = os.read(fd, min(left, 1 << 20))
         if not chunk:
             raise EOFError
@@ -91,11 +96,11 @@ def read_exact(fd: int, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_frame(fd: int, max_len: int) -> tuple[bytes, bytes]:
-    kind, n = _HEADER.unpack(read_exact(fd, _HEADER.size))
+def read_frame(fd: int, max_len: int, idle=None) -> tuple[bytes, bytes]:
+    kind, n = _HEADER.unpack(read_exact(fd, _HEADER.size, idle))
     if n > max_len:
         raise BadReply(f"sent a reply of {n} bytes (more than the {max_len} allowed)")
-    return kind, read_exact(fd, n)
+    return kind, read_exact(fd, n, idle)
 
 
 # --------------------------------------------------------------------------- judge side: checking
@@ -488,33 +493,17 @@ class Session:
             raise value
         return value
 
-    def _read(self, n: int) -> bytes:
-        """``n`` bytes from the worker; EOFError once the worker process has ended (even if a
-        process it forked still holds the pipe open)."""
-        fd = self.proc.stdout.fileno()
-        chunks, left = [], n
-        while left:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if not ready:
-                if self.proc.poll() is not None:
-                    raise EOFError
-                if self._deadline is not None and time.monotonic() > self._deadline:
-                    raise WorkerCrashed("the answer's process stopped answering")
-                continue
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                raise EOFError
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
+    def _idle(self) -> None:
+        """Nothing from the worker for 0.5 s: EOFError once its process has ended (even if a
+        process it forked still holds the pipe open); give up past the deadline."""
+        if self.proc.poll() is not None:
+            raise EOFError
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise WorkerCrashed("the answer's process stopped answering")
 
     def _wait(self) -> tuple[bool, object]:
         while True:
-            kind, n = _HEADER.unpack(self._read(_HEADER.size))
-            if n > self.max_reply:
-                raise BadReply(f"sent a reply of {n} bytes (more than the {self.max_reply} "
-                               f"allowed)")
-            payload = self._read(n)
+            kind, payload = read_frame(self.proc.stdout.fileno(), self.max_reply, self._idle)
             if kind == REPLY:
                 msg = load_plain(payload, self._resolve)
                 self._note(msg)
