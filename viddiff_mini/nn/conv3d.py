@@ -51,6 +51,8 @@ class FullConv3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (b, c_in, t, h, w) -> (b, c_out, t, h, w)."""
+        if _cpu_channels_last(x):  # CPU fast path (see _FAST above)
+            return _to_ncdhw(self.conv(_to_ndhwc(x)))
         return self.conv(x)
 
     @property
@@ -59,30 +61,87 @@ class FullConv3d(nn.Module):
         return self.conv
 
 
-# Opt-in CPU speed-up (off by default, so default outputs stay bit for bit what they were):
-# a (k, 1, 1) temporal Conv3d runs as a (k, 1) Conv2d on the free view (b, c, t, h*w).
-# PyTorch sends such a 3-D kernel with 1 x 1 spatial extent to its unfold-based
-# ``slow_conv3d`` on CPU at small batches, the 2-D one to oneDNN: measured 2.7x faster
-# forward+backward at (2, 32, 8, 32, 32), 1 thread. Same weights, same math; the sums are
-# accumulated in another order, so outputs agree to float rounding (~1e-6 relative), not
-# bit for bit. Enable with VIDDIFF_FAST_TEMPORAL_CONV=1 or ``fast_temporal_conv()``.
-_FAST = {"temporal": os.environ.get("VIDDIFF_FAST_TEMPORAL_CONV", "0").strip() == "1"}
+# CPU fast paths (on by default; issue 13 item 7). Both compute the same convolution with the
+# same weights (same parameters, same state dict); only the order in which oneDNN accumulates
+# the sums changes, so outputs and gradients equal the reference formulation up to fp32
+# rounding (~1e-6 relative; tested with ``torch.testing.assert_close`` against
+# ``fast_conv(False)``, forward and gradients, in tests/test_nn_conv3d.py), not bit for bit.
+# Both are deterministic (same inputs, same thread count -> same bits: exact resume holds).
+#
+# * "temporal": a (k, 1, 1) temporal Conv3d runs as a (k, 1) Conv2d on the free view
+#   (b, c, t, h*w). PyTorch sends such a 3-D kernel with 1 x 1 spatial extent to its
+#   unfold-based ``slow_conv3d`` on CPU at small batches, the 2-D one to oneDNN: measured
+#   2.7x faster forward+backward at (2, 32, 8, 32, 32), 1 thread.
+# * "channels_last": a (2+1)D or full 3-D conv on CPU runs in channels-last-3d memory
+#   (NDHWC) and hands back a contiguous tensor. oneDNN reorders NCDHW to its own layout and
+#   back on every call; in NDHWC it does not, and the temporal conv's 2-D view of an NDHWC
+#   tensor is still free. Measured forward+backward, 1 thread, CPU time: a level-0 (2+1)D
+#   conv of the cpu preset (8, 16, 16, 32, 32) 1.5-1.7x faster, the stem / head 1.2x / 1.9x
+#   (two layout copies included). Only inside the conv: GroupNorm and SiLU backward are
+#   slower in NDHWC on CPU, so the rest of the network keeps NCDHW.
+#
+# Reference formulation: ``with fast_conv(False):`` (or VIDDIFF_REFERENCE_CONV=1 in the
+# environment); ``fast_temporal_conv(False)`` / VIDDIFF_FAST_TEMPORAL_CONV=0 turn off the
+# temporal one alone. CUDA and ``meta`` tensors always take the plain PyTorch path.
+_REFERENCE = os.environ.get("VIDDIFF_REFERENCE_CONV", "0").strip() == "1"
+_FAST = {"temporal": not _REFERENCE
+         and os.environ.get("VIDDIFF_FAST_TEMPORAL_CONV", "1").strip() != "0",
+         "channels_last": not _REFERENCE}
 
 
 @contextlib.contextmanager
-def fast_temporal_conv(enabled: bool = True):
-    """Inside: temporal ``(k, 1, 1)`` convs on CPU run as 2-D convs (see above)."""
-    old = _FAST["temporal"]
-    _FAST["temporal"] = bool(enabled)
+def _fast_flags(**flags: bool):
+    old = dict(_FAST)
+    _FAST.update({k: bool(v) for k, v in flags.items()})
     try:
         yield
     finally:
-        _FAST["temporal"] = old
+        _FAST.update(old)
+
+
+def fast_conv(enabled: bool = True):
+    """Context manager: every CPU conv fast path on (default) or off (the reference
+    formulation, plain ``nn.Conv3d`` in NCDHW), see above."""
+    return _fast_flags(temporal=enabled, channels_last=enabled)
+
+
+def fast_temporal_conv(enabled: bool = True):
+    """Context manager: temporal ``(k, 1, 1)`` convs on CPU run as 2-D convs (see above)."""
+    return _fast_flags(temporal=enabled)
+
+
+def _cpu_channels_last(x: torch.Tensor) -> bool:
+    return _FAST["channels_last"] and x.ndim == 5 and x.device.type == "cpu"
+
+
+class _Relayout(torch.autograd.Function):
+    """``x.contiguous(memory_format=fmt)`` whose backward hands the gradient back in
+    ``back`` layout. (Plain ``.contiguous`` passes the gradient through in the *new*
+    layout: NDHWC gradients then meet NCDHW activations in SiLU / GroupNorm backward, whose
+    mixed-layout kernels were measured 3-10x slower than the conv time saved.)"""
+
+    @staticmethod
+    def forward(ctx, x, fmt, back):
+        ctx.back = back
+        return x.contiguous(memory_format=fmt).clone() if x.is_contiguous(memory_format=fmt) \
+            else x.contiguous(memory_format=fmt)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous(memory_format=ctx.back), None, None
+
+
+def _to_ndhwc(x: torch.Tensor) -> torch.Tensor:
+    return _Relayout.apply(x, torch.channels_last_3d, torch.contiguous_format)
+
+
+def _to_ncdhw(x: torch.Tensor) -> torch.Tensor:
+    return _Relayout.apply(x, torch.contiguous_format, torch.channels_last_3d)
 
 
 class TemporalConv3d(nn.Conv3d):
-    """``nn.Conv3d`` with a ``(k, 1, 1)`` kernel (same parameters and state dict) that can
-    run as a ``(k, 1)`` 2-D conv on CPU when :func:`fast_temporal_conv` is on."""
+    """``nn.Conv3d`` with a ``(k, 1, 1)`` kernel (same parameters and state dict) that runs
+    as a ``(k, 1)`` 2-D conv on CPU unless :func:`fast_temporal_conv` is off."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (_FAST["temporal"] and x.ndim == 5 and x.device.type == "cpu"
@@ -90,6 +149,7 @@ class TemporalConv3d(nn.Conv3d):
                 and self.dilation == (1, 1, 1) and self.padding_mode == "zeros"
                 and isinstance(self.padding, tuple) and self.padding[1:] == (0, 0)):
             b, c, t, h, w = x.shape
+            # a view for NCDHW and for NDHWC input alike (h and w are adjacent in both)
             y = F.conv2d(x.reshape(b, c, t, h * w), self.weight.view(*self.weight.shape[:3], 1),
                          self.bias, padding=(self.padding[0], 0), groups=self.groups)
             return y.view(b, y.shape[1], t, h, w)
@@ -127,6 +187,8 @@ class Conv2Plus1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (b, c_in, t, h, w) -> (b, c_out, t, h, w)."""
+        if _cpu_channels_last(x):  # CPU fast path (see _FAST above): NDHWC inside, NCDHW out
+            return _to_ncdhw(self.temporal(self.act(self.spatial(_to_ndhwc(x)))))
         return self.temporal(self.act(self.spatial(x)))
 
     @property
@@ -219,4 +281,5 @@ def conv_cost(kind: str, c_in: int, c_out: int, kernel: int = 3,
 
 
 __all__ = ["CONV_KINDS", "FullConv3d", "Conv2Plus1d", "PseudoConv3d", "TemporalConv3d",
-           "build_conv", "zero_init_", "r2plus1d_width", "conv_cost", "fast_temporal_conv"]
+           "build_conv", "zero_init_", "r2plus1d_width", "conv_cost", "fast_conv",
+           "fast_temporal_conv"]
