@@ -4,6 +4,7 @@ same compute budgets; held-out loss vs training FLOPs (``torch.utils.flop_counte
 
     python scripts/scaling_sweep.py                      # the stored result (minutes, 1 thread)
     python scripts/scaling_sweep.py --max-flops 2e11 --out /tmp/sweep.json   # a quick look
+    python scripts/scaling_sweep.py --widths 16 --add          # add widths to the stored sweep
 
 Writes ``results/scaling/dit-sweep.json`` (read by lessons/11_2_4_6_hierarchy_dit_lightweight)
 and a plot next to it. Say the thread count when you quote its times (default 1).
@@ -28,6 +29,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-flops", type=float, default=2e12, help="largest training budget")
     p.add_argument("--budgets", type=int, default=4, help="budgets max/2^k, k < this")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--add", action="store_true",
+                   help="merge these widths into the existing --out file (same settings)")
     p.add_argument("--out", default=str(ROOT / "results" / "scaling" / "dit-sweep.json"))
     args = p.parse_args(argv)
 
@@ -40,8 +43,15 @@ def main(argv=None) -> int:
                            depth=args.depth, max_flops=args.max_flops, n_budgets=args.budgets,
                            log=print)
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    result["command"] = "python scripts/scaling_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    cmd = "python scripts/scaling_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
+    if args.add and out.is_file():
+        from viddiff_mini.analysis.scaling import merge_sweeps
+        old = json.loads(out.read_text())
+        result = merge_sweeps(old, result)
+        result["command"] = old.get("command", "") + " ; " + cmd
+    else:
+        result["command"] = cmd
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     try:

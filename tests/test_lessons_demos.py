@@ -170,3 +170,19 @@ def test_shipped_lesson_samples_match_the_shipped_weights():
     assert state["key"]["sha256"] == pretrained.card("msh-class8")["sha256"], \
         "stored lesson samples are stale: run python scripts/execute_lessons.py"
     assert state["video_u8"].shape[0] == 8 * P.DEFAULTS["per_class"]
+
+
+def test_merging_sweeps_recomputes_the_frontier():
+    from viddiff_mini.analysis.scaling import merge_sweeps
+
+    def row(width, losses):
+        return {"width": width, "params": width * 100, "flops_per_step": 1,
+                "points": [{"budget": b, "eval_loss": v} for b, v in zip((1e9, 1e10), losses)]}
+    settings = {"widths": [], "depth": 2, "budgets": [1e9, 1e10]}
+    a = {"settings": dict(settings, widths=[32]), "rows": [row(32, [0.5, 0.2])], "seconds": 1}
+    b = {"settings": dict(settings, widths=[16]), "rows": [row(16, [0.4, 0.3])], "seconds": 2}
+    m = merge_sweeps(a, b)
+    assert [r["width"] for r in m["rows"]] == [16, 32] and m["settings"]["widths"] == [16, 32]
+    assert [f["width"] for f in m["frontier"]] == [16, 32] and m["seconds"] == 3
+    with pytest.raises(ValueError, match="depth"):
+        merge_sweeps(a, dict(b, settings=dict(b["settings"], depth=3)))

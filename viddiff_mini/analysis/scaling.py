@@ -123,21 +123,46 @@ def scaling_sweep(widths=(16, 32, 64), depth: int = 2, heads: int = 2, max_flops
         rows.append({"width": width, "depth": depth, "heads": heads, "params": params,
                      "flops_per_step": step_flops, "points": points})
 
-    frontier = []
-    for i, budget in enumerate(budgets):
-        best = min(rows, key=lambda r: r["points"][i]["eval_loss"])
-        frontier.append({"budget": budget, "eval_loss": best["points"][i]["eval_loss"],
-                         "width": best["width"], "params": best["params"]})
-    a, b = fit_power_law([f["budget"] for f in frontier], [f["eval_loss"] for f in frontier])
+    frontier, fit = frontier_and_fit(rows)
     return {"settings": {"widths": list(widths), "depth": depth, "heads": heads,
                          "max_flops": max_flops, "budgets": budgets, "frames": frames,
                          "size": size, "batch": batch, "train_clips": len(train_x),
                          "eval_clips": len(eval_x), "lr": lr, "classes": classes,
                          "seed": seed, "objective": "v", "schedule": "cosine",
                          "patch": [1, 2, 2]},
-            "rows": rows, "frontier": frontier, "fit": {"a": a, "b": b,
-                                                        "form": "eval_loss = a * flops^-b"},
+            "rows": rows, "frontier": frontier, "fit": fit,
             "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def frontier_and_fit(rows: list[dict]) -> tuple[list[dict], dict]:
+    """The compute frontier (best eval loss at each budget, and which width reached it) of
+    sweep rows that share their budgets, and the power-law fit of that frontier."""
+    budgets = [p["budget"] for p in rows[0]["points"]]
+    frontier = []
+    for i, budget in enumerate(budgets):
+        best = min(rows, key=lambda r: r["points"][i]["eval_loss"])
+        frontier.append({"budget": budget, "eval_loss": best["points"][i]["eval_loss"],
+                         "width": best["width"], "params": best["params"]})
+    a, b = fit_power_law([f["budget"] for f in frontier], [f["eval_loss"] for f in frontier])
+    return frontier, {"a": a, "b": b, "form": "eval_loss = a * flops^-b"}
+
+
+def merge_sweeps(old: dict, new: dict) -> dict:
+    """One sweep from two runs with the same settings but different widths (each width is
+    trained independently and deterministically, so this equals one run over all widths)."""
+    keep = ("depth", "heads", "max_flops", "budgets", "frames", "size", "batch",
+            "train_clips", "eval_clips", "lr", "classes", "seed")
+    diff = [k for k in keep if old["settings"].get(k) != new["settings"].get(k)]
+    if diff:
+        raise ValueError(f"merge_sweeps: the sweeps differ in {diff}")
+    rows = {r["width"]: r for r in old["rows"]}
+    rows.update({r["width"]: r for r in new["rows"]})
+    rows = [rows[w] for w in sorted(rows)]
+    frontier, fit = frontier_and_fit(rows)
+    out = dict(old, rows=rows, frontier=frontier, fit=fit)
+    out["settings"] = dict(old["settings"], widths=[r["width"] for r in rows])
+    out["seconds"] = round(old.get("seconds", 0) + new.get("seconds", 0), 1)
+    return out
 
 
 def fit_power_law(flops, loss) -> tuple[float, float]:
