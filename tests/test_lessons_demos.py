@@ -164,8 +164,8 @@ def test_shipped_lesson_samples_match_the_shipped_weights():
     retrain: python scripts/execute_lessons.py redraws them)."""
     from viddiff_mini import pretrained_samples as P
     from viddiff_mini import pretrained
-    if "msh-class8" not in pretrained.names():
-        pytest.skip("msh-class8 not shipped")
+    if "msh-class8" not in pretrained.names() or not P.stored_path("msh-class8").is_file():
+        pytest.skip("msh-class8 or its stored lesson samples not in this copy (handout)")
     state = torch.load(P.stored_path("msh-class8"), weights_only=True)
     assert state["key"]["sha256"] == pretrained.card("msh-class8")["sha256"], \
         "stored lesson samples are stale: run python scripts/execute_lessons.py"
@@ -186,3 +186,12 @@ def test_merging_sweeps_recomputes_the_frontier():
     assert [f["width"] for f in m["frontier"]] == [16, 32] and m["seconds"] == 3
     with pytest.raises(ValueError, match="depth"):
         merge_sweeps(a, dict(b, settings=dict(b["settings"], depth=3)))
+
+
+def test_stored_results_are_optional(tmp_path, monkeypatch):
+    from viddiff_mini import pretrained_samples as P
+    monkeypatch.setattr(P, "ROOT", tmp_path)
+    assert P.stored_result("scaling/dit-sweep.json") is None and P.stored_eval() is None
+    (tmp_path / "results" / "pretrained").mkdir(parents=True)
+    (tmp_path / "results" / "pretrained" / "msh-class8-eval.json").write_text('{"flicker": 0.5}')
+    assert P.stored_eval("msh-class8") == {"flicker": 0.5}
