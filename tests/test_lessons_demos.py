@@ -166,10 +166,12 @@ def test_shipped_lesson_samples_match_the_shipped_weights():
     from viddiff_mini import pretrained
     if "msh-class8" not in pretrained.names() or not P.stored_path("msh-class8").is_file():
         pytest.skip("msh-class8 or its stored lesson samples not in this copy (handout)")
-    state = torch.load(P.stored_path("msh-class8"), weights_only=True)
-    assert state["key"]["sha256"] == pretrained.card("msh-class8")["sha256"], \
-        "stored lesson samples are stale: run python scripts/execute_lessons.py"
-    assert state["video_u8"].shape[0] == 8 * P.DEFAULTS["per_class"]
+    d = P.DEFAULTS
+    key = P._key("msh-class8", d["per_class"], d["steps"], d["guidance"], d["seed"], d["sampler"])
+    state = P._read(P.stored_path("msh-class8"), key)
+    assert state is not None, ("stored lesson samples are stale (other weights or sampler "
+                               "settings): run python scripts/execute_lessons.py")
+    assert state["video_u8"].shape[0] == 8 * d["per_class"]
 
 
 def test_merging_sweeps_recomputes_the_frontier():
@@ -195,3 +197,14 @@ def test_stored_results_are_optional(tmp_path, monkeypatch):
     (tmp_path / "results" / "pretrained").mkdir(parents=True)
     (tmp_path / "results" / "pretrained" / "msh-class8-eval.json").write_text('{"flicker": 0.5}')
     assert P.stored_eval("msh-class8") == {"flicker": 0.5}
+
+
+def test_generate_decodes_through_the_autoencoder(monkeypatch):
+    """generate() samples a shipped latent generator and returns pixel clips (2 DDIM steps)."""
+    from viddiff_mini import pretrained
+    from viddiff_mini.pretrained_samples import generate
+    if "msh-class8" not in pretrained.names():
+        pytest.skip("msh-class8 not shipped")
+    calls = []
+    x = generate("msh-class8", labels=[0, 3], steps=2, x0_hook=lambda x0, t: calls.append(1) or x0)
+    assert x.shape == (2, 3, 16, 32, 32) and x.min() >= -1 and x.max() <= 1 and calls

@@ -1,7 +1,7 @@
 """Samples of a shipped generator for the lesson notebooks, drawn once and stored.
 
     from viddiff_mini.pretrained_samples import class_samples
-    s = class_samples("msh-class8")          # 2 clips per class, DDIM 50 steps, CFG 2, seed 0
+    s = class_samples("msh-class8")          # 2 clips per class, the card's eval sampler settings
     s["video"]      # (n, 3, t, h, w) float in [-1, 1] (decoded through msh-ae for a latent run)
     s["labels"]     # (n,) run labels (index into s["classes"])
     s["source"]     # "stored" | "cache" | "sampled": where this call got them
@@ -31,7 +31,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 STORED_DIR = ROOT / "results" / "pretrained"
-DEFAULTS = {"per_class": 2, "steps": 50, "guidance": 2.0, "seed": 0, "sampler": "ddim"}
+# None: the settings of the model card's evaluation ("eval"), so the samples shown are drawn
+# like the ones its metrics were measured on (fallback: DDIM 50 steps, guidance 2)
+DEFAULTS = {"per_class": 2, "steps": None, "guidance": None, "seed": 0, "sampler": None}
+FALLBACK = {"steps": 50, "guidance": 2.0, "sampler": "ddim"}
 
 
 def _cache_dir() -> Path:
@@ -42,9 +45,15 @@ def stored_path(name: str) -> Path:
     return STORED_DIR / f"{name}-lesson-samples.pt"
 
 
-def _key(name: str, per_class: int, steps: int, guidance: float, seed: int, sampler: str) -> dict:
+def _key(name: str, per_class: int, steps: int | None, guidance: float | None, seed: int,
+         sampler: str | None) -> dict:
     from viddiff_mini import pretrained
-    return {"name": name, "sha256": pretrained.card(name)["sha256"], "per_class": int(per_class),
+    card = pretrained.card(name)
+    ev = card.get("eval") or {}
+    steps = steps if steps is not None else ev.get("steps", FALLBACK["steps"])
+    guidance = guidance if guidance is not None else ev.get("guidance", FALLBACK["guidance"])
+    sampler = sampler if sampler is not None else ev.get("sampler", FALLBACK["sampler"])
+    return {"name": name, "sha256": card["sha256"], "per_class": int(per_class),
             "steps": int(steps), "guidance": float(guidance), "seed": int(seed),
             "sampler": sampler}
 
@@ -87,19 +96,19 @@ def _write(path: Path, state: dict) -> None:
 
 
 def class_samples(name: str = "msh-class8", per_class: int = DEFAULTS["per_class"],
-                  steps: int = DEFAULTS["steps"], guidance: float = DEFAULTS["guidance"],
-                  seed: int = DEFAULTS["seed"], sampler: str = DEFAULTS["sampler"],
+                  steps: int | None = DEFAULTS["steps"], guidance: float | None = DEFAULTS["guidance"],
+                  seed: int = DEFAULTS["seed"], sampler: str | None = DEFAULTS["sampler"],
                   cache: bool = True) -> dict[str, Any]:
     """``per_class`` samples of every class of the shipped class-conditional generator
     ``name`` (see the module docstring for where they come from).
 
     Returns ``video`` (n, 3, t, h, w) float in [-1, 1], ``labels`` (n,) run labels,
-    ``classes`` (names), ``seconds`` (the sampling time when they were drawn, on
+    ``classes`` (names), ``key`` (with the sampler, steps and guidance used), ``seconds`` (the sampling time when they were drawn, on
     ``threads`` CPU threads), ``source`` and ``key`` (weights SHA-256 + arguments)."""
     key = _key(name, per_class, steps, guidance, seed, sampler)
     state, source = _read(stored_path(name), key), "stored"
-    cache_file = _cache_dir() / f"{name}-{key['sha256'][:12]}-{per_class}x{steps}-g{guidance:g}" \
-                                f"-s{seed}-{sampler}.pt"
+    cache_file = _cache_dir() / (f"{name}-{key['sha256'][:12]}-{per_class}x{key['steps']}"
+                                 f"-g{key['guidance']:g}-s{seed}-{key['sampler']}.pt")
     if state is None and cache:
         state, source = _read(cache_file, key), "cache"
     if state is None:
@@ -143,3 +152,27 @@ def stored_eval(name: str = "msh-class8") -> dict[str, Any] | None:
     persistence, flicker, warp error, FVD-probe, each with the real clips' reference value;
     None where this copy has no ``results/`` (``viddiff eval NAME`` measures it again)."""
     return stored_result(f"pretrained/{name}-eval.json")
+
+
+def generate(name: str = "msh-class8", labels=None, steps: int = 50, guidance: float | None = None,
+             seed: int = 0, **sample_kwargs) -> torch.Tensor:
+    """Sample the shipped generator ``name`` now (no storage): clips (n, 3, t, h, w) in
+    [-1, 1] for run ``labels`` (default: one per class), decoded through its autoencoder for
+    a latent model. ``guidance`` None: the card's evaluation guidance (else the model's
+    config). ``sample_kwargs`` go to ``Diffusion.sample`` (e.g. ``x0_hook``, which then acts
+    on the *latent* clean-video estimate of a latent model)."""
+    from viddiff_mini import pretrained
+    from viddiff_mini.latent import data_shape, load_latent
+
+    model, diffusion, cfg = pretrained.load(name)
+    labels = torch.arange(cfg.num_classes) if labels is None else torch.as_tensor(labels)
+    if guidance is None:
+        guidance = (pretrained.card(name).get("eval") or {}).get("guidance", cfg.guidance)
+    x = diffusion.sample(model, (len(labels), *data_shape(cfg)), cond={"label": labels},
+                         sampler=cfg.sampler, steps=steps,
+                         guidance=guidance if guidance != 1.0 else None,
+                         generator=torch.Generator().manual_seed(seed),
+                         clip_x0=not cfg.latent, **sample_kwargs)
+    ae = load_latent(cfg, "cpu")
+    with torch.no_grad():
+        return (ae.decode(x.float()) if ae is not None else x.float()).clamp(-1, 1)
