@@ -39,16 +39,17 @@ MAX_BYTES = 3 * 2**20
 
 
 def refresh_samples(threads: int) -> None:
-    """Redraw the stored lesson samples of every shipped class-conditional generator whose
-    weights changed since they were drawn (keyed by the weights' SHA-256)."""
+    """Redraw the stored lesson samples of every generator the notebooks show
+    (``LESSON_GENERATORS``) whose weights changed since they were drawn (keyed by the
+    weights' SHA-256)."""
     import torch
 
     from viddiff_mini import pretrained
-    from viddiff_mini.pretrained_samples import refresh_stored
+    from viddiff_mini.pretrained_samples import LESSON_GENERATORS, refresh_stored
 
     torch.set_num_threads(threads)
     for name in pretrained.names(kind="generator"):
-        if pretrained.card(name).get("conditions") != ["label"]:
+        if name not in LESSON_GENERATORS:
             continue
         t0 = time.perf_counter()
         redrawn, path = refresh_stored(name)

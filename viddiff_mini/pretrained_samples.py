@@ -31,6 +31,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 STORED_DIR = ROOT / "results" / "pretrained"
+# the generators whose samples the notebooks show (and so are stored with the repository)
+LESSON_GENERATORS = ("msh-class8",)
 # None: the settings of the model card's evaluation ("eval"), so the samples shown are drawn
 # like the ones its metrics were measured on (fallback: DDIM 50 steps, guidance 2)
 DEFAULTS = {"per_class": 2, "steps": None, "guidance": None, "seed": 0, "sampler": None}
