@@ -164,17 +164,12 @@ def generate(name: str = "msh-class8", labels=None, steps: int = 50, guidance: f
     config). ``sample_kwargs`` go to ``Diffusion.sample`` (e.g. ``x0_hook``, which then acts
     on the *latent* clean-video estimate of a latent model)."""
     from viddiff_mini import pretrained
-    from viddiff_mini.latent import data_shape, load_latent
+    from viddiff_mini.train import sample_grid
 
     model, diffusion, cfg = pretrained.load(name)
     labels = torch.arange(cfg.num_classes) if labels is None else torch.as_tensor(labels)
     if guidance is None:
         guidance = (pretrained.card(name).get("eval") or {}).get("guidance", cfg.guidance)
-    x = diffusion.sample(model, (len(labels), *data_shape(cfg)), cond={"label": labels},
-                         sampler=cfg.sampler, steps=steps,
-                         guidance=guidance if guidance != 1.0 else None,
-                         generator=torch.Generator().manual_seed(seed),
-                         clip_x0=not cfg.latent, **sample_kwargs)
-    ae = load_latent(cfg, "cpu")
     with torch.no_grad():
-        return (ae.decode(x.float()) if ae is not None else x.float()).clamp(-1, 1)
+        return sample_grid(model, diffusion, cfg, torch.device("cpu"), len(labels), seed=seed,
+                           labels=labels, steps=steps, guidance=guidance, **sample_kwargs)

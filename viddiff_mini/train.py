@@ -443,8 +443,11 @@ def plot_losses(metrics_path: Path, png: Path) -> None:
 def sample_grid(model, diffusion, cfg: TrainConfig, device, n: int, seed: int,
                 labels: torch.Tensor | None = None, steps: int | None = None,
                 guidance: float | None = None, sampler: str | None = None,
-                progress: bool = False) -> torch.Tensor:
-    """n class-conditional samples (n,c,t,h,w) in [-1,1]; labels spread over the classes."""
+                progress: bool = False, **sample_kwargs) -> torch.Tensor:
+    """n class-conditional samples (n,c,t,h,w) in [-1,1]; labels spread over the classes.
+
+    ``sample_kwargs`` go to ``Diffusion.sample`` (e.g. ``x0_hook``, which for a latent run
+    acts on the *latent* clean-video estimate)."""
     if labels is None:
         labels = torch.arange(n) % cfg.num_classes
     if cfg.conditions == ["label"]:
@@ -463,7 +466,7 @@ def sample_grid(model, diffusion, cfg: TrainConfig, device, n: int, seed: int,
                              device=device, progress=progress,
                              # standardised latents are not confined to [-1, 1] like pixels:
                              # clamping each x0 prediction there would destroy them
-                             clip_x0=not cfg.latent)
+                             clip_x0=not cfg.latent, **sample_kwargs)
     ae = load_latent(cfg, device)
     if ae is not None:  # latent -> pixels
         x = ae.decode(x.float())
