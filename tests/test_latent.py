@@ -65,10 +65,38 @@ def test_model_channels_other_than_the_latent_are_refused(ae_run, tmp_path):
         train(cfg, tmp_path / "run", progress=False)
 
 
-def test_pixel_aligned_conditions_and_missing_autoencoders_are_refused(ae_run, tmp_path):
-    with pytest.raises(ValueError, match="trajectory.*not supported in latent space"):
-        train(latent_cfg(ae_run, conditions=["label", "trajectory"]), tmp_path / "a",
-              progress=False)
+def test_pixel_aligned_controls_train_in_latent_space_folded_onto_its_grid(ae_run, tmp_path):
+    """Trajectory maps and the first frame are built at the clip's 8x16x16 and folded
+    space-to-depth onto the 4x8x8 latent grid; sampling and the control metrics decode."""
+    from viddiff_mini.metrics.control import evaluate_controls
+
+    cfg = latent_cfg(ae_run, conditions=["label", "trajectory", "first_frame"])
+    train(cfg, tmp_path / "run", progress=False)
+    model, diffusion, cfg2 = load_run(tmp_path / "run")
+    assert model.concat_fold == (2, 2, 2)
+    assert model.in_conv  # latent 4 channels + (6 trajectory + 4 first-frame) maps x 8
+    first = next(m for m in model.in_conv.modules() if isinstance(m, torch.nn.Conv3d))
+    assert first.in_channels == 4 + (6 + 4) * 8
+    x = sample_grid(model, diffusion, cfg2, "cpu", 3, seed=0, steps=2)
+    assert tuple(x.shape) == (3, 3, 8, 16, 16)
+    rep = evaluate_controls(model, diffusion, cfg2, n=3, steps=2)
+    assert {"trajectory_error_px", "first_frame_psnr_db"} <= set(rep)
+    assert rep["masked_psnr_db"] is None    # the drag edit repaints pixels: not in latent
+
+
+def test_control_samples_take_the_truth_of_the_runs_own_classes(ae_run):
+    """Run label k of a run over ``classes`` means CLASSES[k]: the controls it samples with
+    come from clips of that class (not data-set class k), with the run label kept."""
+    from viddiff_mini.control.compose import truth_batch_for_run_labels
+
+    cfg = latent_cfg(ae_run, conditions=["label", "text"])
+    b = truth_batch_for_run_labels(cfg, torch.tensor([0, 2, 1]))
+    assert b["label"].tolist() == [0, 2, 1]
+    assert "right" in b["caption"][0] and "circles" in b["caption"][1], b["caption"]
+    assert "left" in b["caption"][2]
+
+
+def test_missing_autoencoders_are_refused_with_the_valid_names(ae_run, tmp_path):
     with pytest.raises(FileNotFoundError, match="pretrained autoencoders: msh-ae"):
         train(latent_cfg(tmp_path / "nowhere"), tmp_path / "b", progress=False)
 

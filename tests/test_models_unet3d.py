@@ -179,3 +179,40 @@ def test_stem_and_head_are_linear_convs(conv, expect):
                                    atol=1e-5, rtol=1e-4)
     explicit = UNet3D(**SMALL, conv="2plus1d", io_conv="2plus1d")
     assert explicit.out_conv.kind == "2plus1d"
+
+
+def test_concat_fold_puts_each_pixel_of_a_map_in_its_latent_cell_losslessly():
+    """A latent model folds pixel-aligned maps (b, c, 2t, 2h, 2w) space-to-depth onto its
+    (t, h, w) grid: nothing is averaged away and pixel (t, y, x) lands in cell
+    (t // 2, y // 2, x // 2) only."""
+    from viddiff_mini.models.conditioning import concat_input
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 4, 8, 8, generator=g)
+    maps = torch.randn(2, 3, 8, 16, 16, generator=g)
+    out = concat_input(x, {"concat": maps}, 3, fold=(2, 2, 2))
+    assert out.shape == (2, 4 + 3 * 8, 4, 8, 8)
+    assert torch.equal(out[:, :4], x)
+    assert sorted(out[:, 4:].flatten().tolist()) == sorted(maps.flatten().tolist())
+    poked = maps.clone()
+    poked[1, 2, 5, 9, 14] += 1.0
+    diff = (concat_input(x, {"concat": poked}, 3, fold=(2, 2, 2)) - out).abs().sum((0, 1))
+    assert diff.nonzero().tolist() == [[2, 4, 7]]
+    dropped = concat_input(x, {"concat": maps, "concat_keep": torch.tensor([True, False])},
+                           3, fold=(2, 2, 2))
+    assert dropped[1, 4:].abs().sum() == 0 and torch.equal(dropped[0], out[0])
+
+
+def test_unet_and_dit_with_concat_fold_take_clip_resolution_maps_on_a_latent():
+    from viddiff_mini.models.dit import VideoDiT
+
+    x, t = torch.randn(2, 4, 4, 8, 8), torch.rand(2)
+    maps = torch.randn(2, 2, 8, 16, 16)
+    for m in (UNet3D(**{**SMALL, "in_channels": 4}, concat_channels=2, concat_fold=(2, 2, 2)),
+              VideoDiT(in_channels=4, size="S", depth=2, dim=32, heads=2, concat_channels=2,
+                       concat_fold=(2, 2, 2))):
+        assert m(x, t, {"concat": maps}).shape == x.shape
+        with pytest.raises(ValueError, match=r"expected shape \(2, 2, 8, 16, 16\).*fold"):
+            m(x, t, {"concat": torch.randn(2, 2, 4, 8, 8)})
+    with pytest.raises(ValueError, match="concat_fold: expected three positive ints"):
+        UNet3D(**SMALL, concat_channels=2, concat_fold=(2, 2))

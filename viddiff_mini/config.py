@@ -117,6 +117,15 @@ CLASSES_24 = (*MAIN_CLASSES[:4], "MoveLeftTriangle", "MoveRightTriangle", "MoveU
               "ApproachSquare", "RecedeSquare", "BlinkSquare", "ChangeColorSquare",
               "PanLeftSquare", "PanRightSquare", "ZoomInSquare", "ZoomOutSquare")
 
+# classes of msh-text (the cpu-text preset): captions name the colour (random per clip),
+# the shape and the direction, and the throws and soft bounces have ordered events
+# ("is thrown right, rises, then falls"), so colour, direction and event order are all
+# checked on the samples (metrics/control.py text_video_consistency)
+CLASSES_TEXT = (*MAIN_CLASSES[:4], "MoveLeftTriangle", "MoveRightTriangle", "MoveUpTriangle",
+                "MoveDownTriangle", "MoveLeftFastCircle", "MoveRightFastCircle",
+                "ThrowCircle", "ThrowSquare", "BounceSoftCircle", "BounceSoftSquare",
+                "BounceSquare", "ZigZagSquare")
+
 PRESETS: dict[str, dict[str, Any]] = {
     # tests: a few seconds on 2 CPU cores
     "tiny": dict(
@@ -137,12 +146,22 @@ PRESETS: dict[str, dict[str, Any]] = {
         guidance=4.0,
         model_kwargs=dict(base_channels=16, channel_mults=(1, 2, 2), attn_levels=(2,), heads=2),
     ),
-    # msh-class24: the cpu preset's recipe over 24 classes, trained for longer
+    # msh-class24: the cpu preset's recipe over 24 classes, trained for longer (24,000 steps,
+    # ~3 h on one thread; run in parts with --minutes and --resume, which is exact)
     "cpu-class24": dict(
         classes=list(CLASSES_24), frames=16, size=32, latent="msh-ae", object_weight=9.0,
-        batch_size=8, max_steps=12000, warmup_steps=100, lr=1e-3, ema_decay=0.999,
+        batch_size=8, max_steps=24000, warmup_steps=100, lr=1e-3, ema_decay=0.999,
         log_every=50, ckpt_every=250, sample_every=0, sample_n=24, sample_steps=50,
         guidance=4.0,
+        model_kwargs=dict(base_channels=16, channel_mults=(1, 2, 2), attn_levels=(2,), heads=2),
+    ),
+    # msh-text: the cpu preset's U-Net and latent, conditioned on the caption alone through
+    # the temporal text encoder (cross-attention at the 8x8 level), 16 classes
+    "cpu-text": dict(
+        classes=list(CLASSES_TEXT), conditions=["text"], frames=16, size=32, latent="msh-ae",
+        object_weight=9.0, batch_size=8, max_steps=8000, warmup_steps=100, lr=1e-3,
+        ema_decay=0.999, log_every=50, ckpt_every=250, sample_every=0, sample_n=16,
+        sample_steps=50, guidance=4.0,
         model_kwargs=dict(base_channels=16, channel_mults=(1, 2, 2), attn_levels=(2,), heads=2),
     ),
     # the pixel-space cpu preset (the main job until 2026-12): 10 classes at 16x32x32, ~3 s

@@ -18,8 +18,10 @@ import torch
 
 from viddiff_mini.models.autoencoder import VideoAutoencoder
 
-# conditions whose model inputs do not depend on the clip's pixel resolution
-LATENT_CONDITIONS = {"label", "text"}
+# every control works in latent space: label, text, style and attributes do not depend on
+# the clip's resolution, and the pixel-aligned maps of trajectory and first_frame are
+# space-to-depth folded onto the latent grid by the model (``concat_fold``)
+LATENT_CONDITIONS = {"label", "text", "trajectory", "first_frame", "style", "attributes"}
 
 
 def resolve_autoencoder(spec: str) -> Path:

@@ -253,6 +253,9 @@ def build_model_for(cfg: TrainConfig) -> nn.Module:
         check_model_channels(cfg, kwargs)
         c, frames, size, _ = data_shape(cfg)
         kwargs.setdefault("in_channels", c)
+        if kwargs.get("concat_channels"):  # pixel-aligned maps: folded onto the latent grid
+            kwargs.setdefault("concat_fold", (cfg.frames // frames, cfg.size // size,
+                                              cfg.size // size))
     # Models that can check the clip shape at construction (a window or patch that does not
     # divide it, a frame count the hierarchy cannot halve) get it, so a bad config fails
     # here with a message instead of deep inside the first forward pass.

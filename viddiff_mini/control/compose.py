@@ -489,9 +489,21 @@ def truth_batch_for_labels(labels, frames: int, size: int, fold: int = 1, seed: 
 def truth_cond_for_labels(cfg, labels, device="cpu") -> dict:
     """The cond dict of a model trained with ``cfg.conditions`` for test clips of
     ``labels`` (all controls kept, read from their ground truth): what ``train`` uses to
-    draw its sample grid for a control model."""
-    batch = truth_batch_for_labels(labels, cfg.frames, cfg.size, cfg.fold, cfg.seed, device)
+    draw its sample grid for a control model. ``labels`` are the run's labels
+    (0..num_classes-1, which a run over ``cfg.classes`` maps to data-set classes)."""
+    batch = truth_batch_for_run_labels(cfg, labels, device)
     return build_cond(cfg.conditions, batch, device, drop_p=0.0)
+
+
+def truth_batch_for_run_labels(cfg, labels, device="cpu") -> dict:
+    """:func:`truth_batch_for_labels` for the run's labels ``(n,)``: clips of the data-set
+    classes ``cfg.class_ids()[labels]``, with ``batch["label"]`` set back to the run labels
+    (what the model's label embedding was trained on)."""
+    labels = torch.as_tensor(labels).reshape(-1).cpu()
+    ids = torch.as_tensor(cfg.class_ids())[labels]
+    batch = truth_batch_for_labels(ids, cfg.frames, cfg.size, cfg.fold, cfg.seed, device)
+    batch["label"] = labels.to(batch["label"].device)
+    return batch
 
 
 # ============================================================================ user requests

@@ -176,30 +176,32 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
     """Sample a control model on ``n`` test clips with their ground-truth controls; score.
 
     cfg: the run's TrainConfig (``cfg.conditions``, frames, size, fold, num_classes). The
-    test clips are the first clips of classes ``classes`` (default: spread over the run's
-    classes); the model gets every control of ``cfg.conditions`` read from each clip's
+    test clips are the first test clips of the run's labels ``classes`` (default: spread
+    over the run's classes; a run over ``cfg.classes`` maps them to data-set classes); the model gets every control of ``cfg.conditions`` read from each clip's
     truth (:func:`~viddiff_mini.control.compose.build_cond`, nothing dropped) and
     ``guidance`` (None, a float, or ``{control: scale}``). Metrics that apply:
     trajectory (``trajectory_error_px`` with ``trajectory_found``), first_frame (``first_frame_psnr_db``,
     ``first_frame_ssim``), attributes (``attribute_error/<name>``), text (``text_color_acc``,
     ``text_order_acc``, ``clipsim`` with ``clip_model``), always ``gravity_rel_error`` on
     the bounce / throw clips among them, and with ``drag=True`` a drag edit of the first
-    clip (masked blending): ``masked_psnr_db`` of the unedited region.
+    clip (masked blending): ``masked_psnr_db`` of the unedited region (None for a latent
+    model: the drag edit repaints pixels). A latent model samples latents; every metric is
+    measured on the decoded clips.
     """
     from viddiff_mini.control.compose import (
         ControlGuidance,
         build_cond,
         make_layout,
-        truth_batch_for_labels,
+        truth_batch_for_run_labels,
     )
-
+    from viddiff_mini.latent import data_shape, load_latent
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
     conds = list(cfg.conditions)
     if classes is None:
         classes = torch.linspace(0, cfg.num_classes - 1, n).round().long()
     labels = torch.as_tensor(classes).reshape(-1)[:n]
-    batch = truth_batch_for_labels(labels, cfg.frames, cfg.size, cfg.fold, cfg.seed, device)
+    batch = truth_batch_for_run_labels(cfg, labels, device)
     if conds == ["label"]:
         cond, lay = {"label": batch["label"]}, make_layout(["label"])
     else:
@@ -208,10 +210,12 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
     if isinstance(guidance, dict):       # per-control scales: composable guidance
         net, guidance = ControlGuidance(model, lay, guidance), None
     g = torch.Generator(device="cpu").manual_seed(seed)
-    shape = tuple(batch["video"].shape)
     model.eval()
-    x = diffusion.sample(net, shape, cond=cond, sampler=sampler, steps=steps,
-                         guidance=guidance, generator=g, device=device).float().cpu()
+    ae = load_latent(cfg, device)   # a latent model: sample latents, score decoded pixels
+    x = diffusion.sample(net, (len(labels), *data_shape(cfg)), cond=cond, sampler=sampler,
+                         steps=steps, guidance=guidance, generator=g, device=device,
+                         clip_x0=ae is None)
+    x = (x if ae is None else ae.decode(x.float())).float().clamp(-1, 1).cpu()
     truth = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
     colors = object_colors(truth)
     report: dict = {"conditions": conds, "n": int(labels.numel()), "steps": steps,
@@ -234,7 +238,9 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
         ge = gravity_error(x[phys], [truth["physics"][i]["gravity"] for i in phys],
                            [colors[i][0] for i in phys])
         report["gravity_rel_error"], report["gravity_n"] = ge["rel_error"], ge["n"]
-    if drag:
+    if drag and ae is not None:   # drag_edit repaints pixels; a latent version is not built
+        report["masked_psnr_db"] = None
+    elif drag:
         report.update(_drag_report(model, diffusion, truth, cond, conds, steps, seed, device))
     return report
 

@@ -2,7 +2,7 @@
 
 ``cond`` is a dict: ``label`` (b,) + ``label_keep``; ``context`` (b, n, context_dim) +
 ``context_mask`` (b, n) + ``context_keep``; ``concat`` (b, concat_channels, t, h, w) +
-``concat_keep``; ``vector`` (b, vector_dim) + ``vector_keep``. A key the model was not
+``concat_keep`` (at the clip's resolution: a latent model folds them, ``concat_fold``); ``vector`` (b, vector_dim) + ``vector_keep``. A key the model was not
 built for raises ``ValueError`` naming the constructor argument; a condition the model was
 built for but that is missing counts as *dropped* (null label / null vector / null context
 token / zero maps), which is the unconditional branch of classifier-free guidance.
@@ -12,6 +12,7 @@ Used by :mod:`~viddiff_mini.models.dit` and :mod:`~viddiff_mini.models.lightweig
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 
 COND_ARGS = {"label": "num_classes", "context": "context_dim", "concat": "concat_channels",
              "vector": "vector_dim"}
@@ -51,23 +52,46 @@ def time_batch(t, b: int, device) -> torch.Tensor:
     return t.reshape(b)
 
 
-def concat_input(x: torch.Tensor, cond: dict, concat_channels: int) -> torch.Tensor:
-    """``x (b, c, t, h, w)`` -> ``(b, c + concat_channels, t, h, w)``; dropped maps are zeros."""
+def concat_input(x: torch.Tensor, cond: dict, concat_channels: int,
+                 fold: tuple[int, int, int] = (1, 1, 1)) -> torch.Tensor:
+    """``x (b, c, t, h, w)`` -> ``(b, c + concat_channels * ft * fh * fw, t, h, w)``.
+
+    Pixel-aligned maps come at the *clip's* resolution ``(b, concat_channels, t * ft,
+    h * fh, w * fw)``. A latent model (``fold`` = the autoencoder's downsampling factors)
+    sees them space-to-depth folded onto its coarser grid: every pixel-level value kept (a
+    1 px trajectory offset or frame-0 texture survives), no learned encoder needed. With
+    ``fold = (1, 1, 1)`` (pixel space) this is a plain concatenation. Dropped maps are zeros.
+    """
     if not concat_channels:
         return x
+    ft, fh, fw = fold
     b, _, t, h, w = x.shape
     maps = cond.get("concat")
     if maps is None:
-        return torch.cat([x, x.new_zeros(b, concat_channels, t, h, w)], dim=1)
-    if maps.ndim == 4 and t == 1:  # image path: (b, cc, h, w)
+        return torch.cat([x, x.new_zeros(b, concat_channels * ft * fh * fw, t, h, w)], dim=1)
+    if maps.ndim == 4 and t == 1 and ft == 1:  # image path: (b, cc, h, w)
         maps = maps[:, :, None]
-    if tuple(maps.shape) != (b, concat_channels, t, h, w):
-        raise ValueError(f"cond['concat']: expected shape {(b, concat_channels, t, h, w)} "
-                         f"(concat_channels={concat_channels}), got {tuple(maps.shape)}")
+    want = (b, concat_channels, t * ft, h * fh, w * fw)
+    if tuple(maps.shape) != want:
+        why = f", the clip grid of a latent {tuple(x.shape[2:])} x fold {fold}" \
+            if fold != (1, 1, 1) else ""
+        raise ValueError(f"cond['concat']: expected shape {want} (concat_channels="
+                         f"{concat_channels}{why}), got {tuple(maps.shape)}")
     keep = cond.get("concat_keep")
     if keep is not None:
         maps = maps * keep.to(maps.dtype)[:, None, None, None, None]
+    if fold != (1, 1, 1):
+        maps = rearrange(maps, "b c (t ft) (h fh) (w fw) -> b (c ft fh fw) t h w",
+                         ft=ft, fh=fh, fw=fw)
     return torch.cat([x, maps.to(x.dtype)], dim=1)
+
+
+def check_fold(fold) -> tuple[int, int, int]:
+    """``concat_fold`` as a triple of positive ints (a model constructor argument)."""
+    fold = tuple(fold)
+    if len(fold) != 3 or not all(isinstance(f, int) and f >= 1 for f in fold):
+        raise ValueError(f"concat_fold: expected three positive ints (ft, fh, fw), got {fold!r}")
+    return fold
 
 
 def context_inputs(cond: dict, b: int, context_dim: int | None, device):

@@ -29,6 +29,8 @@ under the math SDPA backend.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from einops import rearrange
 from torch import nn
@@ -37,7 +39,7 @@ from torch.utils.checkpoint import checkpoint as grad_checkpoint
 from ..nn.attention import CrossAttention, reference_attention
 from ..nn.embeddings import LabelEmbedding, TimestepMLP, VectorEmbedding, sincos_1d, sincos_2d
 from ..nn.sdpa import sdpa
-from .conditioning import check_cond, concat_input, context_inputs, time_batch
+from .conditioning import check_cond, check_fold, concat_input, context_inputs, time_batch
 from .registry import register_model
 
 DIT_SIZES: dict[str, dict[str, int]] = {
@@ -214,6 +216,8 @@ class VideoDiT(nn.Module):
             ``"joint"`` (full space-time attention in every block).
         mlp_ratio: MLP width / dim.
         num_classes, context_dim, concat_channels, vector_dim: conditioning keys.
+        concat_fold: ``(ft, fh, fw)``: a latent model's space-to-depth fold of pixel-aligned
+            maps given at the clip's resolution (see ``models/conditioning.concat_input``).
         checkpoint: gradient checkpointing of every block in training.
         frames, image_size: optional clip shape the model is meant for (``image_size`` an
             int or ``(h, w)``); when given, divisibility by ``patch`` is checked here, at
@@ -228,8 +232,8 @@ class VideoDiT(nn.Module):
                  heads: int | None = None, patch=(1, 2, 2), block_type: str = "interleaved",
                  mlp_ratio: float = 4.0, num_classes: int | None = None,
                  context_dim: int | None = None, concat_channels: int = 0,
-                 vector_dim: int | None = None, checkpoint: bool = False,
-                 frames: int | None = None, image_size=None):
+                 vector_dim: int | None = None, concat_fold=(1, 1, 1),
+                 checkpoint: bool = False, frames: int | None = None, image_size=None):
         super().__init__()
         s = _size(size)
         depth = s["depth"] if depth is None else depth
@@ -244,15 +248,18 @@ class VideoDiT(nn.Module):
                            dim=dim, heads=heads, patch=self.patch, block_type=block_type,
                            mlp_ratio=mlp_ratio, num_classes=num_classes,
                            context_dim=context_dim, concat_channels=concat_channels,
-                           vector_dim=vector_dim, checkpoint=checkpoint, frames=frames,
+                           vector_dim=vector_dim, concat_fold=check_fold(concat_fold),
+                           checkpoint=checkpoint, frames=frames,
                            image_size=image_size)
         self.in_channels, self.out_channels = in_channels, out_channels or in_channels
         self.depth, self.dim, self.heads, self.block_type = depth, dim, heads, block_type
         self.num_classes, self.context_dim = num_classes, context_dim
         self.concat_channels, self.vector_dim = concat_channels, vector_dim
+        self.concat_fold = check_fold(concat_fold)
         self.checkpoint = checkpoint
 
-        self.patch_embed = nn.Conv3d(in_channels + concat_channels, dim, self.patch,
+        self.patch_embed = nn.Conv3d(in_channels + concat_channels * math.prod(self.concat_fold),
+                                     dim, self.patch,
                                      stride=self.patch)
         self.time_embed = TimestepMLP(dim, freq_dim=FREQ_DIM)
         self.label_embed = LabelEmbedding(num_classes, dim) if num_classes else None
@@ -322,7 +329,7 @@ class VideoDiT(nn.Module):
         if self.vector_embed is not None:
             c = c + self.vector_embed(cond.get("vector"), cond.get("vector_keep"), batch=b)
         ctx = context_inputs(cond, b, self.context_dim, x.device)
-        x = concat_input(x, cond, self.concat_channels)
+        x = concat_input(x, cond, self.concat_channels, self.concat_fold)
 
         tok = self.patch_embed(x)  # (b, d, T, H, W)
         T, H, W = tok.shape[2:]

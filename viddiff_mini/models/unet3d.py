@@ -45,7 +45,7 @@ from ..nn.conv3d import build_conv, zero_init_
 from ..nn.embeddings import LabelEmbedding, TimestepMLP, VectorEmbedding
 from ..nn.hierarchy import check_divisible_frames
 from ..nn.propagation import build_temporal
-from .conditioning import check_cond, concat_input, context_inputs, time_batch
+from .conditioning import check_cond, check_fold, concat_input, context_inputs, time_batch
 from .registry import register_model
 
 
@@ -163,6 +163,9 @@ class UNet3D(nn.Module):
         temporal: ``"attention" | "recurrent" | "bidirectional" | "shift" | "conv" | "none"``
             (nn/propagation.py), after every ResBlock; ``temporal_opts`` passed to it.
         num_classes, context_dim, concat_channels, vector_dim: enable the conditioning keys.
+        concat_fold: ``(ft, fh, fw)``, for a latent model: pixel-aligned maps arrive at the
+            clip's resolution and are space-to-depth folded onto the latent grid
+            (``concat_channels * ft * fh * fw`` input channels); ``(1, 1, 1)`` in pixel space.
         dropout: inside ResBlocks.
         checkpoint: gradient checkpointing of every Stage in training (memory for compute).
         temporal_downsample: also halve t at each downsampling (t must be divisible by
@@ -182,7 +185,7 @@ class UNet3D(nn.Module):
                  attention: str = "divided", temporal: str = "attention",
                  num_classes: int | None = None, context_dim: int | None = None,
                  concat_channels: int = 0, vector_dim: int | None = None,
-                 dropout: float = 0.0, checkpoint: bool = False,
+                 concat_fold=(1, 1, 1), dropout: float = 0.0, checkpoint: bool = False,
                  temporal_downsample: bool = False, attention_opts: dict | None = None,
                  temporal_opts: dict | None = None, frames: int | None = None,
                  image_size=None):
@@ -212,7 +215,7 @@ class UNet3D(nn.Module):
                            conv=conv, io_conv=io_conv, attention=attention,
                            temporal=temporal, num_classes=num_classes, context_dim=context_dim,
                            concat_channels=concat_channels, vector_dim=vector_dim,
-                           dropout=dropout, checkpoint=checkpoint,
+                           concat_fold=check_fold(concat_fold), dropout=dropout, checkpoint=checkpoint,
                            temporal_downsample=temporal_downsample,
                            attention_opts=attention_opts, temporal_opts=temporal_opts,
                            frames=frames, image_size=image_size)
@@ -220,6 +223,7 @@ class UNet3D(nn.Module):
         self.out_channels = out_channels or in_channels
         self.num_classes, self.context_dim = num_classes, context_dim
         self.concat_channels, self.vector_dim = concat_channels, vector_dim
+        self.concat_fold = check_fold(concat_fold)
         self.checkpoint = checkpoint
         self.temporal_downsample = temporal_downsample
         self.levels = len(channel_mults)
@@ -237,7 +241,8 @@ class UNet3D(nn.Module):
             build_attention("none", base_channels, heads, **stage["attention_opts"])
 
         io_conv = io_conv or ("pseudo3d" if conv == "pseudo3d" else "full3d")
-        self.in_conv = build_conv(io_conv, in_channels + concat_channels, base_channels)
+        self.in_conv = build_conv(io_conv, in_channels + concat_channels * math.prod(self.concat_fold),
+                                  base_channels)
         self.down = nn.ModuleList()
         skips, ch = [base_channels], base_channels
         for level, mult in enumerate(channel_mults):
@@ -334,7 +339,7 @@ class UNet3D(nn.Module):
         if self.vector_embed is not None:
             emb = emb + self.vector_embed(cond.get("vector"), cond.get("vector_keep"), batch=b)
         ctx = context_inputs(cond, b, self.context_dim, x.device)
-        x = concat_input(x, cond, self.concat_channels)
+        x = concat_input(x, cond, self.concat_channels, self.concat_fold)
 
         def keep(name, h):
             if features is not None:
