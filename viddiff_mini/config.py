@@ -126,6 +126,21 @@ CLASSES_TEXT = (*MAIN_CLASSES[:4], "MoveLeftTriangle", "MoveRightTriangle", "Mov
                 "ThrowCircle", "ThrowSquare", "BounceSoftCircle", "BounceSoftSquare",
                 "BounceSquare", "ZigZagSquare")
 
+# classes of msh-first-frame (cpu-first-frame): object motion in four directions and camera
+# pans both ways, so "camera vs object motion" (the first_frame control's motion vector)
+# has examples of each to separate
+CLASSES_FIRST_FRAME = (*MAIN_CLASSES[:4], "MoveLeftTriangle", "MoveRightTriangle",
+                       "MoveUpTriangle", "MoveDownTriangle", "MoveLeftCircle",
+                       "MoveRightCircle", "PanLeftSquare", "PanRightSquare", "PanLeftCircle",
+                       "PanRightCircle", "BounceSquare", "OrbitSquare")
+
+# classes of msh-trajectory (cpu-trajectory): paths of every kind (straight, diagonal,
+# zig-zag, orbit, ballistic, bouncing), so held-out paths are not just one direction
+CLASSES_TRAJECTORY = (*MAIN_CLASSES[:4], "MoveLeftCircle", "MoveRightCircle", "MoveUpCircle",
+                      "MoveDownCircle", "SlideDiagonalSquare", "SlideDiagonalCircle",
+                      "ZigZagSquare", "OrbitSquare", "ThrowCircle", "ThrowSquare",
+                      "BounceSquare", "BounceCircle")
+
 PRESETS: dict[str, dict[str, Any]] = {
     # tests: a few seconds on 2 CPU cores
     "tiny": dict(
@@ -162,6 +177,24 @@ PRESETS: dict[str, dict[str, Any]] = {
         object_weight=9.0, batch_size=8, max_steps=8000, warmup_steps=100, lr=1e-3,
         ema_decay=0.999, log_every=50, ckpt_every=250, sample_every=0, sample_n=16,
         sample_steps=50, guidance=4.0,
+        model_kwargs=dict(base_channels=16, channel_mults=(1, 2, 2), attn_levels=(2,), heads=2),
+    ),
+    # msh-first-frame: image animation; the first frame (rgb + indicator maps, folded onto
+    # the latent grid) and the requested camera / object motion (a 6-vector)
+    "cpu-first-frame": dict(
+        classes=list(CLASSES_FIRST_FRAME), conditions=["first_frame"], frames=16, size=32,
+        latent="msh-ae", object_weight=9.0, batch_size=8, max_steps=6000, warmup_steps=100,
+        lr=1e-3, ema_decay=0.999, log_every=50, ckpt_every=250, sample_every=0, sample_n=16,
+        sample_steps=50, guidance=2.0,
+        model_kwargs=dict(base_channels=16, channel_mults=(1, 2, 2), attn_levels=(2,), heads=2),
+    ),
+    # msh-trajectory: where (the objects' paths as heatmap + displacement maps) and what (the
+    # caption names colour and shape, which the trajectory metric tracks by colour)
+    "cpu-trajectory": dict(
+        classes=list(CLASSES_TRAJECTORY), conditions=["text", "trajectory"], frames=16,
+        size=32, latent="msh-ae", object_weight=9.0, batch_size=8, max_steps=6000,
+        warmup_steps=100, lr=1e-3, ema_decay=0.999, log_every=50, ckpt_every=250,
+        sample_every=0, sample_n=16, sample_steps=50, guidance=2.0,
         model_kwargs=dict(base_channels=16, channel_mults=(1, 2, 2), attn_levels=(2,), heads=2),
     ),
     # the pixel-space cpu preset (the main job until 2026-12): 10 classes at 16x32x32, ~3 s
