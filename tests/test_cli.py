@@ -28,7 +28,7 @@ def test_unknown_command_preset_and_data_spec_are_named():
     r = viddiff("fly")
     assert r.returncode == 2 and "unknown command 'fly'" in r.stderr
     r = viddiff("train", "--preset", "huge", "--out", "x")
-    assert r.returncode == 1 and "valid presets: tiny, cpu, cpu-class24, cpu-pixel, gpu, auto" in r.stderr
+    assert r.returncode == 1 and "valid presets: tiny, cpu, cpu-class24, cpu-text, cpu-first-frame, cpu-trajectory, cpu-pixel, gpu, auto" in r.stderr
     r = viddiff("train", "--data", "kinetics", "--out", "x")
     assert r.returncode == 1 and "shapes | ucf101:PATH | folder:PATH" in r.stderr
 
@@ -72,3 +72,19 @@ def test_tiny_train_sample_eval_end_to_end(tmp_path):
     assert (run / "eval.png").stat().st_size > 100          # contact sheet of the samples
     r = viddiff("eval", "msh-nope")
     assert r.returncode == 1 and "Pretrained generators" in r.stderr
+
+
+def test_sample_gives_a_text_model_the_callers_caption_and_names_bad_words(tmp_path):
+    run = tmp_path / "run"
+    r = viddiff("train", "--preset", "tiny", "--conditions", "text", "--steps", "2",
+                "--out", str(run), "--quiet")
+    assert r.returncode == 0, r.stderr
+    gif = tmp_path / "red.gif"
+    r = viddiff("sample", str(run), "--text", "a red square moves left then up", "--n", "2",
+                "--steps", "2", "--out", str(gif))
+    assert r.returncode == 0, r.stderr
+    assert gif.stat().st_size > 100
+    r = viddiff("sample", str(run), "--text", "a red squirrel moves left", "--out", str(gif))
+    assert r.returncode == 1 and "not in the vocabulary: ['squirrel']" in r.stderr
+    r = viddiff("sample", "msh-class8", "--text", "a red square", "--out", str(gif))
+    assert r.returncode == 1 and "not text-conditioned (its conditions: label)" in r.stderr

@@ -1,6 +1,11 @@
 """``viddiff sample RUN``: draw clips from a trained run and write a GIF/MP4 grid.
 
     viddiff sample runs/main --class BounceBall --n 8 --steps 50 --sampler ddim --out x.gif
+    viddiff sample msh-text --text "a red square moves left" --n 4 --out red.gif
+
+A control model (trajectory, first frame, ...) without ``--text`` samples with the controls
+of held-out test clips of the class; ``--text`` gives every clip that caption (the model's
+other controls are then dropped: models trained with condition dropout accept any subset).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                "generator's name (`viddiff pretrained list`)")
     p.add_argument("--class", dest="class_name", help="class name, e.g. BounceBall")
     p.add_argument("--label", type=int, help="class index (instead of --class)")
+    p.add_argument("--text", help="caption for a text-conditioned model, e.g. "
+                                  "\"a red square moves left\"")
     p.add_argument("--n", type=int, default=8, help="number of clips")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--sampler", default="ddim", help="ddim | ddpm | euler")
@@ -47,6 +54,19 @@ def main(args: argparse.Namespace) -> int:
     try:
         model, diffusion, cfg = load_run(args.run)
         label = resolve_label(cfg, args.class_name, args.label)
+        cond = None
+        if args.text is not None:
+            if "text" not in cfg.conditions:
+                raise ValueError(f"--text: this model is not text-conditioned (its conditions: "
+                                 f"{', '.join(cfg.conditions)})")
+            from viddiff_mini.control.compose import cond_for_spec
+            from viddiff_mini.control.text import tokenize
+            tokenize(args.text, unknown="error")   # a typo is an error here, not an <unk>
+            spec = {"text": args.text}
+            if label is not None and "label" in cfg.conditions:
+                spec["label"] = label
+            cond = cond_for_spec(spec, cfg.conditions, cfg.frames, cfg.size, batch_size=args.n,
+                                 device=next(model.parameters()).device)
     except (FileNotFoundError, ValueError) as e:
         print(f"viddiff sample: {e}", file=sys.stderr)
         return 1
@@ -54,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
     labels = None if label is None else torch.full((args.n,), label, dtype=torch.long)
     x = sample_grid(model, diffusion, cfg, device, args.n, seed=args.seed, labels=labels,
                     steps=args.steps, guidance=args.guidance, sampler=args.sampler,
-                    progress=True)
+                    progress=True, cond=cond)
     out = Path(args.out)
     if out.suffix.lower() == ".gif":
         from viddiff_mini.viz import save_gif

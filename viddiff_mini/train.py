@@ -446,14 +446,19 @@ def plot_losses(metrics_path: Path, png: Path) -> None:
 def sample_grid(model, diffusion, cfg: TrainConfig, device, n: int, seed: int,
                 labels: torch.Tensor | None = None, steps: int | None = None,
                 guidance: float | None = None, sampler: str | None = None,
-                progress: bool = False, **sample_kwargs) -> torch.Tensor:
+                progress: bool = False, cond: dict | None = None,
+                **sample_kwargs) -> torch.Tensor:
     """n class-conditional samples (n,c,t,h,w) in [-1,1]; labels spread over the classes.
 
-    ``sample_kwargs`` go to ``Diffusion.sample`` (e.g. ``x0_hook``, which for a latent run
-    acts on the *latent* clean-video estimate)."""
+    A control model gets the ground-truth controls of a test clip of each label, unless
+    ``cond`` (e.g. from ``control.compose.cond_for_spec``) is given. ``sample_kwargs`` go
+    to ``Diffusion.sample`` (e.g. ``x0_hook``, which for a latent run acts on the *latent*
+    clean-video estimate)."""
     if labels is None:
         labels = torch.arange(n) % cfg.num_classes
-    if cfg.conditions == ["label"]:
+    if cond is not None:
+        pass
+    elif cfg.conditions == ["label"]:
         cond = {"label": labels.to(device)}
     else:  # other controls: taken from the ground truth of test clips of those classes
         from viddiff_mini.control.compose import truth_cond_for_labels
