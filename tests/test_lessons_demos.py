@@ -9,8 +9,13 @@ import torch
 
 from viddiff_mini.analysis.diffusion_classifier import diffusion_classify
 from viddiff_mini.analysis.occlusion import amodal_masks, occlusion_order, paint_in_front
-from viddiff_mini.analysis.priors import (TemporalConv, autocorrelation, dominant_period,
-                                          frame_dependence, future_leak)
+from viddiff_mini.analysis.priors import (
+    TemporalConv,
+    autocorrelation,
+    dominant_period,
+    frame_dependence,
+    future_leak,
+)
 from viddiff_mini.analysis.scaling import count_train_flops, fit_power_law
 
 
@@ -162,8 +167,8 @@ def test_stored_samples_are_keyed_by_the_weights(tmp_path, monkeypatch):
 def test_shipped_lesson_samples_match_the_shipped_weights():
     """The committed samples the notebooks show are those of the committed weights (after a
     retrain: python scripts/execute_lessons.py redraws them)."""
-    from viddiff_mini import pretrained_samples as P
     from viddiff_mini import pretrained
+    from viddiff_mini import pretrained_samples as P
     if "msh-class8" not in pretrained.names() or not P.stored_path("msh-class8").is_file():
         pytest.skip("msh-class8 or its stored lesson samples not in this copy (handout)")
     d = P.DEFAULTS

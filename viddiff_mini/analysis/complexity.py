@@ -174,8 +174,7 @@ def attention_cost(kind: str, t: int, h: int, w: int, dim: int, heads: int = 4,
     kernel computes every score; :meth:`SparseAttention.density` says what a sparse kernel
     would keep), plus with ``topk_blocks`` the block-routing scores; none — nothing.
     """
-    from viddiff_mini.nn.attention import (_KIND_OPTS, ATTENTION_KINDS, _as_triple,
-                                           _check_block)
+    from viddiff_mini.nn.attention import _KIND_OPTS, ATTENTION_KINDS, _as_triple, _check_block
 
     _check_dims(t=t, h=h, w=w, dim=dim, heads=heads, batch=batch)
     if kind not in _KIND_OPTS:

@@ -14,7 +14,7 @@ Shapes: signals (..., t); videos (b, c, t, h, w).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -32,7 +32,14 @@ from .samplers import (
     make_grid,
     time_grid,
 )
-from .schedules import SCHEDULES, CosineSchedule, FlowSchedule, LinearSchedule, Schedule, get_schedule
+from .schedules import (
+    SCHEDULES,
+    CosineSchedule,
+    FlowSchedule,
+    LinearSchedule,
+    Schedule,
+    get_schedule,
+)
 
 __all__ = [
     "Diffusion",
