@@ -80,7 +80,10 @@ def test_pixel_aligned_controls_train_in_latent_space_folded_onto_its_grid(ae_ru
     x = sample_grid(model, diffusion, cfg2, "cpu", 3, seed=0, steps=2)
     assert tuple(x.shape) == (3, 3, 8, 16, 16)
     rep = evaluate_controls(model, diffusion, cfg2, n=3, steps=2)
-    assert {"trajectory_error_px", "first_frame_psnr_db"} <= set(rep)
+    assert {"trajectory_error_px", "first_frame_psnr_db", "motion_split_acc"} <= set(rep)
+    assert 0 <= rep["motion_split_acc"] <= 1 and rep["motion_n"] == 6
+    # the yardstick: camera and object motion are told apart on the real clips
+    assert rep["real_motion_split_acc"] == 1.0 and rep["real_trajectory_error_px"] < 1.0
     assert rep["masked_psnr_db"] is None    # the drag edit repaints pixels: not in latent
 
 
