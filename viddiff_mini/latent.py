@@ -97,3 +97,26 @@ def check_model_channels(cfg, model_kwargs: dict) -> None:
                 f"latent {cfg.latent!r}: the autoencoder's latent is {tuple(shape)} "
                 f"(c, t, h, w) but the model's {key} is {c}; drop {key} from model_kwargs "
                 f"or set it to {shape[0]}")
+
+
+def pixel_hook(hook, ae: VideoAutoencoder):
+    """An ``x0_hook`` written for pixels (first-frame replacement, masked blending, ...) made
+    to work on a latent model: each step's latent x0 is decoded, ``hook`` edits the pixels,
+    and the result is encoded back. Costs one decode and one encode per sampling step; the
+    edit survives up to the autoencoder's round-trip error (msh-ae: 34 dB PSNR).
+
+    hook: ``hook(x0, t)`` or ``hook(x0, t, x_t)`` on pixels ``(b, 3, t, h, w)`` (``x_t`` is
+    passed as None: the noisy latent has no pixel version).
+    """
+    import inspect
+
+    positional = [p for p in inspect.signature(hook).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes_x_t = len(positional) >= 3
+
+    def latent_hook(z0: torch.Tensor, t: float) -> torch.Tensor:
+        x0 = ae.decode(z0.float())
+        x0 = hook(x0, t, None) if takes_x_t else hook(x0, t)
+        return ae.encode(x0.clamp(-1, 1)).to(z0.dtype)
+
+    return latent_hook

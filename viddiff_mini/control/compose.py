@@ -995,13 +995,24 @@ class ComposedControl:
 
     def sample(self, model, diffusion, steps: int = 50, sampler: str = "ddim",
                generator: torch.Generator | None = None, x0_hook=None, device=None,
-               grad: bool = False, progress: bool = False) -> torch.Tensor:
-        """Sample ``(b, 3, t, h, w)`` clips for this request."""
+               grad: bool = False, progress: bool = False,
+               autoencoder=None) -> torch.Tensor:
+        """Sample ``(b, 3, t, h, w)`` clips for this request.
+
+        autoencoder: a latent model's autoencoder (``latent.load_latent(cfg)``; None for a
+        pixel model): latents are sampled (x0 not clamped to [-1, 1]) and decoded, and a
+        pixel ``x0_hook`` runs through :func:`~viddiff_mini.latent.pixel_hook`.
+        """
         h, w = self.size
-        return diffusion.sample(self.guided(model), (self.batch_size, 3, self.frames, h, w),
-                                cond=self.cond, sampler=sampler, steps=steps,
-                                generator=generator, x0_hook=x0_hook, device=device,
-                                grad=grad, progress=progress)
+        shape = (self.batch_size, 3, self.frames, h, w)
+        if autoencoder is not None:
+            from viddiff_mini.latent import pixel_hook
+            shape = (self.batch_size, *autoencoder.latent_shape(self.frames, h))
+            x0_hook = None if x0_hook is None else pixel_hook(x0_hook, autoencoder)
+        x = diffusion.sample(self.guided(model), shape, cond=self.cond, sampler=sampler,
+                             steps=steps, generator=generator, x0_hook=x0_hook, device=device,
+                             grad=grad, progress=progress, clip_x0=autoencoder is None)
+        return x if autoencoder is None else autoencoder.decode(x.float()).clamp(-1, 1)
 
 
 def compose(spec: dict, conditions, frames: int, size, batch_size: int | None = None,
