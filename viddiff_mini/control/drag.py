@@ -236,7 +236,8 @@ def drag_error(video: torch.Tensor, source: torch.Tensor, targets, frame: int = 
 
 def drag_edit(model, diffusion, source: torch.Tensor, starts, targets, mask=None,
               cond: dict | None = None, radius: float = 6.0, mode: str = "x0", steps: int = 50,
-              generator: torch.Generator | None = None, guidance=None, inner_hook=None) -> dict:
+              generator: torch.Generator | None = None, guidance=None, inner_hook=None,
+              autoencoder=None) -> dict:
     """Drag-edit ``source (b, 3, t, h, w)`` with a diffusion model; the edit stays local.
 
     The region defaults to :func:`drag_region` around the drag paths. ``cond`` carries the
@@ -244,6 +245,12 @@ def drag_edit(model, diffusion, source: torch.Tensor, starts, targets, mask=None
     ``inner_hook`` may add guidance inside the region (e.g. trajectory guidance). mode:
     ``"x0"`` (masked blending, :func:`blend_hook`) or ``"repaint"``. Returns a dict with
     ``video``, ``mask`` (b, 1, t, h, w), ``paths`` (m, t, 2) and ``masked_psnr``.
+
+    autoencoder: a latent model's autoencoder. The blending then runs on each step's decoded
+    x0 (:func:`~viddiff_mini.latent.pixel_hook`), the result is decoded, and the unedited
+    pixels are pasted back from the source (as latent inpainting pipelines do: the
+    autoencoder's round trip would otherwise blur them). ``masked_psnr_decoded`` reports the
+    decoded clip's fidelity outside the region *before* that paste-back.
     """
     if mode not in ("x0", "repaint"):
         raise ValueError(f"mode: expected 'x0' or 'repaint', got {mode!r}")
@@ -252,6 +259,20 @@ def drag_edit(model, diffusion, source: torch.Tensor, starts, targets, mask=None
     check_trajectories(paths, (h, w))
     region = drag_region(paths, (h, w), radius) if mask is None else mask
     m = check_mask(region, source)
+    if autoencoder is not None:
+        if mode != "x0":
+            raise ValueError("mode='repaint' mixes noisy pixel states; a latent model "
+                             "(autoencoder=...) drags with mode='x0'")
+        from viddiff_mini.latent import pixel_hook
+        hook = pixel_hook(blend_hook(source, m, inner=inner_hook), autoencoder)
+        z = diffusion.sample(model, (b, *autoencoder.latent_shape(t, h)), cond=cond,
+                             steps=steps, generator=generator, guidance=guidance,
+                             device=source.device, x0_hook=hook, clip_x0=False)
+        decoded = autoencoder.decode(z.float()).clamp(-1, 1)
+        video = torch.where(m, decoded, source)
+        return {"video": video, "mask": m, "paths": paths,
+                "masked_psnr": masked_psnr(video, source, m),
+                "masked_psnr_decoded": masked_psnr(decoded, source, m)}
     if mode == "x0":
         video = diffusion.sample(model, tuple(source.shape), cond=cond, steps=steps,
                                  generator=generator, guidance=guidance, device=source.device,

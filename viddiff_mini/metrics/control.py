@@ -185,9 +185,9 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
     ``first_frame_ssim``), attributes (``attribute_error/<name>``), text (``text_color_acc``,
     ``text_order_acc``, ``clipsim`` with ``clip_model``), always ``gravity_rel_error`` on
     the bounce / throw clips among them, and with ``drag=True`` a drag edit of the first
-    clip (masked blending): ``masked_psnr_db`` of the unedited region (None for a latent
-    model: the drag edit repaints pixels). A latent model samples latents; every metric is
-    measured on the decoded clips.
+    clip (masked blending): ``masked_psnr_db`` of the unedited region (a latent model also
+    reports ``masked_psnr_decoded_db``, before paste-back). A latent model samples latents;
+    every metric is measured on the decoded clips.
     """
     from viddiff_mini.control.compose import (
         ControlGuidance,
@@ -245,10 +245,9 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
         ge = gravity_error(x[phys], [truth["physics"][i]["gravity"] for i in phys],
                            [colors[i][0] for i in phys])
         report["gravity_rel_error"], report["gravity_n"] = ge["rel_error"], ge["n"]
-    if drag and latent:   # drag_edit repaints pixels; a latent version is not built
-        report["masked_psnr_db"] = None
-    elif drag:
-        report.update(_drag_report(model, diffusion, truth, cond, conds, steps, seed, device))
+    if drag:
+        report.update(_drag_report(model, diffusion, truth, cond, conds, steps, seed, device,
+                                   cfg if latent else None))
     return report
 
 
@@ -331,10 +330,13 @@ def motion_request_report(model, diffusion, cfg, n: int = 8, steps: int = 20, se
             "real_motion_split_acc": _nanmean(real), "real_motion_n": len(real)}
 
 
-def _drag_report(model, diffusion, truth, cond, conds, steps, seed, device) -> dict:
+def _drag_report(model, diffusion, truth, cond, conds, steps, seed, device,
+                 latent_cfg=None) -> dict:
     """Drag object 0 of the first clip by a quarter of the frame to the right; report the
-    masked PSNR of the unedited region (inf: bit-exact) and where the object ended up."""
+    masked PSNR of the unedited region (inf: bit-exact) and, for a latent model, the same
+    before the unedited pixels are pasted back (``masked_psnr_decoded_db``)."""
     from viddiff_mini.control.drag import drag_edit
+    from viddiff_mini.latent import load_latent
 
     src = truth["video"][:1].to(device)
     start = truth["trajectories"][0, 0, 0]
@@ -345,8 +347,12 @@ def _drag_report(model, diffusion, truth, cond, conds, steps, seed, device) -> d
     one = {k: v[:1] for k, v in cond.items()} if isinstance(cond, dict) else None
     out = drag_edit(model, diffusion, src, [start.tolist()], [target.tolist()], cond=one,
                     radius=max(2.0, size / 10), steps=steps,
-                    generator=torch.Generator().manual_seed(seed))
-    return {"masked_psnr_db": out["masked_psnr"]}
+                    generator=torch.Generator().manual_seed(seed),
+                    autoencoder=None if latent_cfg is None else load_latent(latent_cfg, device))
+    rep = {"masked_psnr_db": out["masked_psnr"]}
+    if "masked_psnr_decoded" in out:
+        rep["masked_psnr_decoded_db"] = out["masked_psnr_decoded"]
+    return rep
 
 
 def evaluate_control_run(run: str | Path, n: int = 8, steps: int = 20, seed: int = 0,
