@@ -48,7 +48,8 @@ def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
                  sampler: str = "ddim", guidance: float | None = None, seed: int = 0,
                  probe_path: str | Path | None = None, batch: int = 64,
                  progress: bool = True, fvd: bool = True, controls: bool = True,
-                 objects: bool = True, return_samples: bool = False):
+                 objects: bool = True, return_samples: bool = False,
+                 n_controls: int = 8):
     """Sample ``n_per_class`` clips for every class of a run (a run folder or a pretrained
     name) and score them.
 
@@ -60,7 +61,8 @@ def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
     yardstick. ``fvd``: FVD-probe (flagged ``fvd_reliable: false`` when there are fewer
     samples than feature dimensions) and the temporal metrics of ``metrics/fvd.py``.
     ``controls``: for a run trained with ``--conditions`` other than the label, the
-    ground-truth control metrics of ``metrics/control.py``.
+    ground-truth control metrics of ``metrics/control.py`` on ``n_controls`` held-out clips
+    spread over the run's classes.
     """
     from viddiff_mini.train import load_run, sample_grid
 
@@ -104,7 +106,7 @@ def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
                                        frames=cfg.frames, size=cfg.size))
     if controls and cfg.conditions != ["label"]:
         from viddiff_mini.metrics.control import evaluate_controls
-        ctrl = evaluate_controls(model, diffusion, cfg, n=min(8, len(labels)), steps=steps,
+        ctrl = evaluate_controls(model, diffusion, cfg, n=n_controls, steps=steps,
                                  seed=seed, guidance=guidance)
         report.update({f"control/{k}": v for k, v in ctrl.items() if k != "run"})
     return (report, samples) if return_samples else report
@@ -136,6 +138,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip FVD-probe and temporal metrics (they render 10 real clips per "
                         "class and estimate optical flow: slow on a CPU)")
     p.add_argument("--no-controls", action="store_true", help="skip the control metrics")
+    p.add_argument("--n-controls", type=int, default=8,
+                   help="held-out clips the control metrics are measured on (control models)")
     p.add_argument("--out", help="run: report JSON path (default RUN/eval.json); "
                                  "train-probe: probe weights path")
     p.add_argument("--batch", type=int, default=None)
@@ -156,7 +160,8 @@ def main(args: argparse.Namespace) -> int:
                               steps=args.steps or 50, sampler=args.sampler,
                               guidance=args.guidance, seed=args.seed, probe_path=args.probe,
                               batch=args.batch or 64, fvd=not args.no_fvd,
-                              controls=not args.no_controls, return_samples=True)
+                              controls=not args.no_controls, return_samples=True,
+                              n_controls=args.n_controls)
     except (FileNotFoundError, ValueError) as e:
         print(f"viddiff eval: {e}", file=sys.stderr)
         return 1
