@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     except ImportError:
         pass
     fit = result["fit"]
-    print(f"frontier: " + ", ".join(f"{f['budget']:.2g} FLOPs -> {f['eval_loss']:.4f} (width "
+    print("frontier: " + ", ".join(f"{f['budget']:.2g} FLOPs -> {f['eval_loss']:.4f} (width "
                                     f"{f['width']})" for f in result["frontier"]))
     print(f"fit: eval_loss = {fit['a']:.3g} * C^-{fit['b']:.3f}; {result['seconds']:.0f}s on "
           f"{args.threads} thread(s); wrote {out}")
