@@ -93,6 +93,9 @@ def test_handout_layout_and_public_tests_only(handout):
                  "lessons/exercises/ex11_1.py", "tests/exercises/test_ex11_1.py"):
         assert (out / need).is_file(), need
     assert not (out / "tests" / "exercises" / "test_meta.py").exists()
+    # the notebooks' stored samples and card evaluations travel with the handout
+    for path in (repo_root() / "results" / "pretrained").glob("*"):
+        assert (out / "results" / "pretrained" / path.name).is_file(), path.name
     assert not list(out.rglob("__pycache__")) and not list(out.rglob("*hidden*"))
     for path in (out / "tests").rglob("test_*.py"):
         assert classify_test_file(path) == "public", path

@@ -507,6 +507,10 @@ def write_handout(out, source=None, *, force: bool = False, check_leaks: bool = 
     for name in ("pyproject.toml", "environment.yml", "LICENSE"):
         if (source / name).is_file():
             shutil.copy2(source / name, out / name)
+    # the recorded results the notebooks show (stored generator samples, card evaluations,
+    # sweeps): without them a student's first Run-All redraws samples for minutes
+    if (source / "results").is_dir():
+        shutil.copytree(source / "results", out / "results", ignore=_IGNORE)
 
     lessons = source / "lessons"
     for path in sorted(lessons.rglob("*")):
