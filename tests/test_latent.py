@@ -190,3 +190,25 @@ def test_pixel_hooks_and_composed_requests_work_on_a_latent_model(ae_run, tmp_pa
     torch.testing.assert_close(x, ae.decode(ae.encode(target)).clamp(-1, 1), atol=1e-4, rtol=0)
     z = torch.randn(2, *ae.latent_shape(8, 16))
     torch.testing.assert_close(pixel_hook(pin, ae)(z, 0.5), ae.encode(target))
+
+
+def test_animate_and_physics_comparison_accept_a_latent_model(ae_run, tmp_path):
+    from viddiff_mini.control.animate import animate
+    from viddiff_mini.control.physics import compare_guidance
+    from viddiff_mini.latent import load_latent
+
+    cfg = latent_cfg(ae_run)
+    train(cfg, tmp_path / "run", progress=False)
+    model, diffusion, cfg = load_run(tmp_path / "run")
+    ae = load_latent(cfg)
+    image = torch.zeros(2, 3, 16, 16)
+    cond = {"label": torch.tensor([0, 1])}
+    x = animate(model, diffusion, image, frames=8, cond=cond, mode="replace", steps=2,
+                autoencoder=ae)
+    assert tuple(x.shape) == (2, 3, 8, 16, 16)
+    out = compare_guidance(model, diffusion, (2, 3, 8, 16, 16), cond=cond, steps=2,
+                           autoencoder=ae)
+    assert tuple(out["videos"][1].shape) == (2, 3, 8, 16, 16)
+    with pytest.raises(ValueError, match="latent model.*mode='x0'"):
+        compare_guidance(model, diffusion, (2, 3, 8, 16, 16), cond=cond, mode="xt",
+                         autoencoder=ae)

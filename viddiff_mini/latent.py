@@ -120,3 +120,19 @@ def pixel_hook(hook, ae: VideoAutoencoder):
         return ae.encode(x0.clamp(-1, 1)).to(z0.dtype)
 
     return latent_hook
+
+
+def sample_clips(model, diffusion, shape, autoencoder: VideoAutoencoder | None = None,
+                 x0_hook=None, **sample_kwargs) -> torch.Tensor:
+    """Pixel clips ``shape = (b, 3, t, h, w)`` from a pixel model or, with ``autoencoder``, a
+    latent one: the sampler then runs on the latent shape without clamping x0 to [-1, 1]
+    (standardised latents are not confined there), a pixel ``x0_hook`` runs through
+    :func:`pixel_hook`, and the result is decoded. ``sample_kwargs`` go to
+    ``Diffusion.sample`` (cond, steps, sampler, guidance, generator, device, ...)."""
+    if autoencoder is None:
+        return diffusion.sample(model, tuple(shape), x0_hook=x0_hook, **sample_kwargs)
+    b, _, t, h, w = shape
+    z = diffusion.sample(model, (b, *autoencoder.latent_shape(t, h)),
+                         x0_hook=None if x0_hook is None else pixel_hook(x0_hook, autoencoder),
+                         clip_x0=False, **sample_kwargs)
+    return autoencoder.decode(z.float()).clamp(-1, 1)

@@ -212,13 +212,15 @@ def motion_diversity(videos: torch.Tensor) -> float:
 
 def animate(model, diffusion, image: torch.Tensor, frames: int = 16, cond: dict | None = None,
             mode: str = "both", steps: int = 50, sampler: str = "ddim", guidance=None,
-            generator: torch.Generator | None = None, extra_hook=None) -> torch.Tensor:
+            generator: torch.Generator | None = None, extra_hook=None,
+            autoencoder=None) -> torch.Tensor:
     """Generate ``(b, 3, frames, h, w)`` clips starting from ``image (b, 3, h, w)``.
 
     mode: ``"concat"`` (only the conditioning maps; the model must have been trained with a
     first-frame concat group -- ``cond`` must already hold ``cond["concat"]`` built by
     ``compose.build_cond`` / ``compose.cond_for_spec``), ``"replace"`` (only the x0 hook;
-    works with any model) or ``"both"``.
+    works with any model) or ``"both"``. autoencoder: a latent model's autoencoder (the
+    replacement then runs on each step's decoded x0; see ``latent.sample_clips``).
     """
     if mode not in ("concat", "replace", "both"):
         raise ValueError(f"mode: expected 'concat', 'replace' or 'both', got {mode!r}")
@@ -229,6 +231,7 @@ def animate(model, diffusion, image: torch.Tensor, frames: int = 16, cond: dict 
                              "(build it with viddiff_mini.control.compose.cond_for_spec)")
     hook = first_frame_hook(image, inner=extra_hook) if mode in ("replace", "both") else extra_hook
     b, _, h, w = image.shape
-    return diffusion.sample(model, (b, 3, frames, h, w), cond=cond, sampler=sampler, steps=steps,
-                            guidance=guidance, generator=generator, x0_hook=hook,
-                            device=image.device)
+    from viddiff_mini.latent import sample_clips
+    return sample_clips(model, diffusion, (b, 3, frames, h, w), autoencoder, hook, cond=cond,
+                        sampler=sampler, steps=steps, guidance=guidance, generator=generator,
+                        device=image.device)

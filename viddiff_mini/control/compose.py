@@ -1003,16 +1003,12 @@ class ComposedControl:
         pixel model): latents are sampled (x0 not clamped to [-1, 1]) and decoded, and a
         pixel ``x0_hook`` runs through :func:`~viddiff_mini.latent.pixel_hook`.
         """
+        from viddiff_mini.latent import sample_clips
+
         h, w = self.size
-        shape = (self.batch_size, 3, self.frames, h, w)
-        if autoencoder is not None:
-            from viddiff_mini.latent import pixel_hook
-            shape = (self.batch_size, *autoencoder.latent_shape(self.frames, h))
-            x0_hook = None if x0_hook is None else pixel_hook(x0_hook, autoencoder)
-        x = diffusion.sample(self.guided(model), shape, cond=self.cond, sampler=sampler,
-                             steps=steps, generator=generator, x0_hook=x0_hook, device=device,
-                             grad=grad, progress=progress, clip_x0=autoencoder is None)
-        return x if autoencoder is None else autoencoder.decode(x.float()).clamp(-1, 1)
+        return sample_clips(self.guided(model), diffusion, (self.batch_size, 3, self.frames, h, w),
+                            autoencoder, x0_hook, cond=self.cond, sampler=sampler, steps=steps,
+                            generator=generator, device=device, grad=grad, progress=progress)
 
 
 def compose(spec: dict, conditions, frames: int, size, batch_size: int | None = None,

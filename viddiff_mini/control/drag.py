@@ -263,12 +263,10 @@ def drag_edit(model, diffusion, source: torch.Tensor, starts, targets, mask=None
         if mode != "x0":
             raise ValueError("mode='repaint' mixes noisy pixel states; a latent model "
                              "(autoencoder=...) drags with mode='x0'")
-        from viddiff_mini.latent import pixel_hook
-        hook = pixel_hook(blend_hook(source, m, inner=inner_hook), autoencoder)
-        z = diffusion.sample(model, (b, *autoencoder.latent_shape(t, h)), cond=cond,
-                             steps=steps, generator=generator, guidance=guidance,
-                             device=source.device, x0_hook=hook, clip_x0=False)
-        decoded = autoencoder.decode(z.float()).clamp(-1, 1)
+        from viddiff_mini.latent import sample_clips
+        decoded = sample_clips(model, diffusion, tuple(source.shape), autoencoder,
+                               blend_hook(source, m, inner=inner_hook), cond=cond, steps=steps,
+                               generator=generator, guidance=guidance, device=source.device)
         video = torch.where(m, decoded, source)
         return {"video": video, "mask": m, "paths": paths,
                 "masked_psnr": masked_psnr(video, source, m),

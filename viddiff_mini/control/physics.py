@@ -352,7 +352,8 @@ def physics_guidance_hook(scale: float = 1.0, g: float | None = None, color=None
 
 def compare_guidance(model, diffusion, shape, cond=None, scale: float = 0.5, g: float | None = None,
                      color=None, steps: int = 20, seed: int = 0, true_g: float | None = None,
-                     mode: str = "x0", rel_tol: float = 0.25, x0_hook=None) -> dict:
+                     mode: str = "x0", rel_tol: float = 0.25, x0_hook=None,
+                     autoencoder=None) -> dict:
     """Sample the same noise with and without physics guidance and measure both.
 
     shape ``(b, 3, t, h, w)``. ``x0_hook``: a hook used in *both* runs (e.g. first-frame
@@ -360,15 +361,21 @@ def compare_guidance(model, diffusion, shape, cond=None, scale: float = 0.5, g: 
     "guided": {...}, "videos": (unguided, guided)}`` where each dict has ``penalty`` (the
     soft-centroid penalty, lower = closer to constant acceleration), ``g_fit`` per clip
     (:func:`fit_gravity` on the thresholded foreground track, ``rel_tol`` for noisy tracks)
-    and, when ``true_g`` is given, ``g_rel_error`` per clip.
+    and, when ``true_g`` is given, ``g_rel_error`` per clip. autoencoder: a latent model's
+    (hooks then run on each step's decoded x0, ``latent.sample_clips``; mode "x0" only).
     """
+    from viddiff_mini.latent import sample_clips
+
+    if autoencoder is not None and mode != "x0":
+        raise ValueError(f"mode={mode!r}: guidance through x_t needs pixel states; a latent "
+                         f"model (autoencoder=...) is guided with mode='x0'")
     out = {}
     vids = []
     guided = physics_guidance_hook(scale, g, color, mode=mode, inner=x0_hook)
     for name, hook in (("unguided", x0_hook), ("guided", guided)):
         gen = torch.Generator().manual_seed(seed)
-        v = diffusion.sample(model, shape, cond=cond, steps=steps, generator=gen, x0_hook=hook,
-                             grad=(name == "guided" and mode == "xt")).detach()
+        v = sample_clips(model, diffusion, shape, autoencoder, hook, cond=cond, steps=steps,
+                         generator=gen, grad=(name == "guided" and mode == "xt")).detach()
         vids.append(v)
         track = extract_track(v, color)
         gs = [fit_gravity(tr, rel_tol=rel_tol) for tr in track]

@@ -255,14 +255,13 @@ def sample_decoded(net, diffusion, cfg, cond: dict, n: int, steps: int, sampler:
                    guidance, generator, device) -> torch.Tensor:
     """``n`` clips ``(n, 3, t, h, w)`` on the CPU in [-1, 1]: a latent model's samples are
     drawn as latents (no [-1, 1] clamp on x0 there) and decoded by its autoencoder."""
-    from viddiff_mini.latent import data_shape, load_latent
+    from viddiff_mini.latent import load_latent, sample_clips
 
-    ae = load_latent(cfg, device)
     net.eval()
-    x = diffusion.sample(net, (n, *data_shape(cfg)), cond=cond, sampler=sampler, steps=steps,
-                         guidance=guidance, generator=generator, device=device,
-                         clip_x0=ae is None)
-    return (x if ae is None else ae.decode(x.float())).float().clamp(-1, 1).cpu()
+    x = sample_clips(net, diffusion, (n, 3, cfg.frames, cfg.size, cfg.size),
+                     load_latent(cfg, device), cond=cond, sampler=sampler, steps=steps,
+                     guidance=guidance, generator=generator, device=device)
+    return x.float().clamp(-1, 1).cpu()
 
 
 @torch.no_grad()
