@@ -161,11 +161,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         guidance=4.0,
         model_kwargs=dict(base_channels=16, channel_mults=(1, 2, 2), attn_levels=(2,), heads=2),
     ),
-    # msh-class24: the cpu preset's recipe over 24 classes, trained for longer (24,000 steps,
-    # ~3 h on one thread; run in parts with --minutes and --resume, which is exact)
+    # msh-class24: the cpu preset's recipe over 24 classes, trained for longer (20,000 steps,
+    # ~2.5 h on one thread; run in parts with --minutes and --resume, which is exact)
     "cpu-class24": dict(
         classes=list(CLASSES_24), frames=16, size=32, latent="msh-ae", object_weight=9.0,
-        batch_size=8, max_steps=24000, warmup_steps=100, lr=1e-3, ema_decay=0.999,
+        batch_size=8, max_steps=20000, warmup_steps=100, lr=1e-3, ema_decay=0.999,
         log_every=50, ckpt_every=250, sample_every=0, sample_n=24, sample_steps=50,
         guidance=4.0,
         model_kwargs=dict(base_channels=16, channel_mults=(1, 2, 2), attn_levels=(2,), heads=2),
