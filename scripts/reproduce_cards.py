@@ -58,7 +58,11 @@ def measure(name: str, quick: bool) -> dict:
     settings = dict(card.get("eval", {}))
     if quick:
         settings.update(n_per_class=1, steps=2, n_controls=2)
-    return evaluate_run(name, progress=False, **settings)
+    report = evaluate_run(name, progress=False, **settings)
+    # a control generator's card names its control metrics without the "control/" prefix
+    report.update({k.split("/", 1)[1]: v for k, v in list(report.items())
+                   if k.startswith("control/") and k.split("/", 1)[1] not in report})
+    return report
 
 
 def main() -> int:
