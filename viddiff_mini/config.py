@@ -198,8 +198,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         model_kwargs=dict(base_channels=16, channel_mults=(1, 2, 2), attn_levels=(2,), heads=2),
     ),
     # the pixel-space cpu preset (the main job until 2026-12): 10 classes at 16x32x32, ~3 s
-    # per step on 2 cores; the 11.3 notebooks' full profile trains control models with it
-    # (their pixel-aligned conditions have no latent version yet)
+    # per step on 2 cores (the pixel side of the pixel-vs-latent comparison)
     "cpu-pixel": dict(
         num_classes=10, frames=16, size=32, batch_size=8, max_steps=6000, warmup_steps=200,
         lr=4e-4, ema_decay=0.999, log_every=25, ckpt_every=250, sample_every=1000,

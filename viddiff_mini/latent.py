@@ -18,11 +18,6 @@ import torch
 
 from viddiff_mini.models.autoencoder import VideoAutoencoder
 
-# every control works in latent space: label, text, style and attributes do not depend on
-# the clip's resolution, and the pixel-aligned maps of trajectory and first_frame are
-# space-to-depth folded onto the latent grid by the model (``concat_fold``)
-LATENT_CONDITIONS = {"label", "text", "trajectory", "first_frame", "style", "attributes"}
-
 
 def resolve_autoencoder(spec: str) -> Path:
     """A run folder, an ``autoencoder.pt`` file or a pretrained name -> the weights file."""
@@ -51,8 +46,10 @@ def _load(path: str, device: str) -> VideoAutoencoder:
 def load_latent(cfg, device: torch.device | str = "cpu") -> VideoAutoencoder | None:
     """The run's frozen autoencoder (cached), or None for a pixel-space run.
 
-    Refuses an autoencoder trained on another clip shape, and conditions that need pixel-
-    aligned inputs, naming both sides."""
+    Refuses an autoencoder trained on another clip shape, naming both. Every control works
+    in latent space: label, text, style and attributes do not depend on the resolution, and
+    the pixel-aligned maps of trajectory and first_frame are folded space-to-depth onto
+    the latent grid by the model (``concat_fold``, set by ``train.build_model_for``)."""
     if not cfg.latent:
         return None
     path = resolve_autoencoder(cfg.latent)
@@ -66,11 +63,6 @@ def load_latent(cfg, device: torch.device | str = "cpu") -> VideoAutoencoder | N
             f"train one at this shape (`viddiff train-ae`) or use --frames {trained[0]} "
             f"--size {trained[1]}")
     ae.latent_shape(cfg.frames, cfg.size)  # divisibility, with the factor named
-    extra = sorted(set(cfg.conditions) - LATENT_CONDITIONS)
-    if extra:
-        raise ValueError(f"latent {cfg.latent!r}: conditions {extra} need pixel-aligned "
-                         f"inputs and are not supported in latent space yet; supported: "
-                         f"{sorted(LATENT_CONDITIONS)}")
     if cfg.temporal_loss not in ("none", "frame_diff"):
         raise ValueError(f"latent {cfg.latent!r}: temporal loss {cfg.temporal_loss!r} needs "
                          f"pixels (optical flow); use 'none' or 'frame_diff'")
