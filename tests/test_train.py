@@ -58,6 +58,20 @@ def test_resume_reproduces_uninterrupted_losses_bit_for_bit(tmp_path):
         assert torch.equal(a["ema"][k], b["ema"][k]), k
 
 
+def test_a_run_trained_in_parts_reports_its_total_time_and_its_last_loss(tmp_path):
+    full = tiny(max_steps=8)
+    first = train(replace(full, max_steps=4), tmp_path / "b", progress=False)
+    second = train(full, tmp_path / "b", resume=True, progress=False)
+    state = safe_torch_load(tmp_path / "b" / CKPT_NAME)
+    assert second["train_seconds_total"] == pytest.approx(state["train_seconds"], abs=0.5)
+    assert second["train_seconds_total"] > first["train_seconds_total"] > 0
+    assert second["train_seconds_total"] > second["elapsed_s"]  # the first part counts too
+    # resuming a finished run trains nothing and keeps the last logged loss, not NaN
+    again = train(full, tmp_path / "b", resume=True, progress=False)
+    assert again["step"] == 8 and again["final_loss"] == losses(tmp_path / "b")[-1]
+    assert again["train_seconds_total"] >= state["train_seconds"]
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     run = tmp_path / "run"
     cfg = tiny(max_steps=4)

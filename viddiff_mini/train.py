@@ -398,13 +398,17 @@ def prepare_run_dir(cfg: TrainConfig, out: Path, resume: bool, force: bool, rank
         atomic_write_bytes(cfg_path, json.dumps(cfg.to_dict(), indent=2).encode())
 
 
-def save_checkpoint(path: Path, cfg, model, ema, opt, step: int) -> None:
+def save_checkpoint(path: Path, cfg, model, ema, opt, step: int,
+                    train_seconds: float = 0.0) -> None:
+    """Atomic checkpoint; ``train_seconds``: wall time of training so far, over every
+    resumed session (so a run trained in parts reports its total)."""
     state = {
         "config": _normalise(cfg.to_dict()),
         "model": model.state_dict(),
         "ema": ema.state_dict(),
         "optimizer": opt.state_dict(),
         "step": step,
+        "train_seconds": float(train_seconds),
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }
@@ -509,13 +513,14 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             betas=(0.9, 0.99), fused=fused)
 
-    start = 0
+    start, before = 0, 0.0         # before: training seconds of earlier sessions
     if resume and ckpt_path.exists():
         state = safe_torch_load(ckpt_path, map_location=device)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         start = int(state["step"])
+        before = float(state.get("train_seconds", 0.0))
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if torch.cuda.is_available() and state["rng"]["cuda"]:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
@@ -629,7 +634,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
             bar.update(1)
 
             if rank == 0 and at_ckpt:
-                save_checkpoint(ckpt_path, cfg, model, ema, opt, step)
+                save_checkpoint(ckpt_path, cfg, model, ema, opt, step,
+                                before + time.perf_counter() - t0)
             if rank == 0 and cfg.sample_every and step % cfg.sample_every == 0 \
                     and step != cfg.max_steps:
                 x = sample_grid(ema, diffusion, cfg, device, cfg.sample_n, seed=cfg.seed)
@@ -638,14 +644,19 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
             if time_up:  # agreed by every rank (see the stop decision above)
                 stop_reason = "time_limit"
                 if rank == 0:
-                    save_checkpoint(ckpt_path, cfg, model, ema, opt, step)
+                    save_checkpoint(ckpt_path, cfg, model, ema, opt, step,
+                                before + time.perf_counter() - t0)
                 break
     finally:
         bar.close()
 
     elapsed = time.perf_counter() - t0
+    if step == start and metrics_path.exists():  # nothing left to train: the last logged loss
+        rows = [json.loads(x) for x in metrics_path.read_text().splitlines() if x.strip()]
+        last_loss = rows[-1]["loss"] if rows else last_loss
     summary = {"step": step, "final_loss": last_loss, "params": n_params,
                "clips_per_s": clips_seen / max(elapsed, 1e-9), "elapsed_s": elapsed,
+               "train_seconds_total": before + elapsed,
                "stop_reason": stop_reason, "device": str(device), "world_size": world}
     if device.type == "cuda":
         summary["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
