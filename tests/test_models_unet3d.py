@@ -216,3 +216,22 @@ def test_unet_and_dit_with_concat_fold_take_clip_resolution_maps_on_a_latent():
             m(x, t, {"concat": torch.randn(2, 2, 4, 8, 8)})
     with pytest.raises(ValueError, match="concat_fold: expected three positive ints"):
         UNet3D(**SMALL, concat_channels=2, concat_fold=(2, 2))
+
+
+def test_context_pool_feeds_the_caption_to_every_block_and_drops_to_zero():
+    """context_pool adds the masked token mean (projected) to the time embedding: padding
+    tokens do not count, and a dropped context contributes exactly nothing."""
+    m = _rand_init(UNet3D(**{**SMALL, "in_channels": 4}, context_dim=6, context_pool=True))
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(2, 4, 4, 8, 8, generator=g), torch.rand(2, generator=g)
+    ctx = torch.randn(2, 3, 6, generator=g)
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    pooled = m._pooled_context(ctx, mask, None)
+    torch.testing.assert_close(pooled[0], m.context_pool(ctx[0, :2].mean(0)))
+    keep = torch.tensor([False, True])
+    assert torch.equal(m._pooled_context(ctx, mask, keep)[0], torch.zeros(pooled.shape[1]))
+    a = m(x, t, {"context": ctx, "context_mask": mask})
+    b = m(x, t, {"context": ctx, "context_mask": mask, "context_keep": keep})
+    assert (a[0] - b[0]).abs().max() > 1e-4 and torch.equal(a[1], b[1])
+    with pytest.raises(ValueError, match="context_pool=True needs context_dim"):
+        UNet3D(**SMALL, context_pool=True)

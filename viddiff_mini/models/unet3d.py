@@ -163,6 +163,10 @@ class UNet3D(nn.Module):
         temporal: ``"attention" | "recurrent" | "bidirectional" | "shift" | "conv" | "none"``
             (nn/propagation.py), after every ResBlock; ``temporal_opts`` passed to it.
         num_classes, context_dim, concat_channels, vector_dim: enable the conditioning keys.
+        context_pool: also add the masked mean of the context tokens (projected) to the
+            time embedding, as Imagen adds its pooled text embedding: every ResBlock then
+            sees the caption through FiLM, not only the cross-attention levels. A dropped
+            context (``context_keep`` False, or no tokens) contributes zero.
         concat_fold: ``(ft, fh, fw)``, for a latent model: pixel-aligned maps arrive at the
             clip's resolution and are space-to-depth folded onto the latent grid
             (``concat_channels * ft * fh * fw`` input channels); ``(1, 1, 1)`` in pixel space.
@@ -185,7 +189,7 @@ class UNet3D(nn.Module):
                  attention: str = "divided", temporal: str = "attention",
                  num_classes: int | None = None, context_dim: int | None = None,
                  concat_channels: int = 0, vector_dim: int | None = None,
-                 concat_fold=(1, 1, 1), dropout: float = 0.0, checkpoint: bool = False,
+                 concat_fold=(1, 1, 1), context_pool: bool = False, dropout: float = 0.0, checkpoint: bool = False,
                  temporal_downsample: bool = False, attention_opts: dict | None = None,
                  temporal_opts: dict | None = None, frames: int | None = None,
                  image_size=None):
@@ -215,7 +219,8 @@ class UNet3D(nn.Module):
                            conv=conv, io_conv=io_conv, attention=attention,
                            temporal=temporal, num_classes=num_classes, context_dim=context_dim,
                            concat_channels=concat_channels, vector_dim=vector_dim,
-                           concat_fold=check_fold(concat_fold), dropout=dropout, checkpoint=checkpoint,
+                           concat_fold=check_fold(concat_fold), context_pool=context_pool,
+                           dropout=dropout, checkpoint=checkpoint,
                            temporal_downsample=temporal_downsample,
                            attention_opts=attention_opts, temporal_opts=temporal_opts,
                            frames=frames, image_size=image_size)
@@ -232,6 +237,9 @@ class UNet3D(nn.Module):
         self.time_embed = TimestepMLP(emb_dim, freq_dim=max(32, base_channels))
         self.label_embed = LabelEmbedding(num_classes, emb_dim) if num_classes else None
         self.vector_embed = VectorEmbedding(vector_dim, emb_dim) if vector_dim else None
+        if context_pool and not context_dim:
+            raise ValueError("context_pool=True needs context_dim (the tokens to pool)")
+        self.context_pool = nn.Linear(context_dim, emb_dim) if context_pool else None
 
         stage = dict(conv=conv, temporal=temporal, heads=heads, context_dim=context_dim,
                      dropout=dropout, attention_opts=dict(attention_opts or {}),
@@ -311,6 +319,15 @@ class UNet3D(nn.Module):
                 raise ValueError(f"attention='window' at level {level} (clip {t}x{height // s}"
                                  f"x{width // s}): {e}") from None
 
+    def _pooled_context(self, tokens, mask, keep) -> torch.Tensor:
+        """``(b, n, d)`` tokens -> ``(b, emb_dim)``: masked mean, projected; 0 where dropped."""
+        w = torch.ones(tokens.shape[:2], device=tokens.device) if mask is None else mask.float()
+        mean = (tokens * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0)
+        out = self.context_pool(mean)
+        if keep is not None:
+            out = out * keep.to(out.dtype)[:, None]
+        return out
+
     def _run(self, stage: Stage, h, emb, ctx, video):
         if self.checkpoint and self.training and torch.is_grad_enabled():
             return grad_checkpoint(stage, h, emb, *ctx, video, use_reentrant=False)
@@ -339,6 +356,8 @@ class UNet3D(nn.Module):
         if self.vector_embed is not None:
             emb = emb + self.vector_embed(cond.get("vector"), cond.get("vector_keep"), batch=b)
         ctx = context_inputs(cond, b, self.context_dim, x.device)
+        if self.context_pool is not None:
+            emb = emb + self._pooled_context(*ctx)
         x = concat_input(x, cond, self.concat_channels, self.concat_fold)
 
         def keep(name, h):
