@@ -57,7 +57,11 @@ def measure(name: str, quick: bool) -> dict:
     from viddiff_mini.evaluate import evaluate_run
     settings = dict(card.get("eval", {}))
     if quick:
-        settings.update(n_per_class=1, steps=2, n_controls=2)
+        # one held-out clip of every class, so every control metric (gravity needs a
+        # bounce or throw clip) is produced
+        classes = card.get("classes")
+        settings.update(n_per_class=1, steps=2,
+                        n_controls=len(classes) if isinstance(classes, list) else 2)
     report = evaluate_run(name, progress=False, **settings)
     # a control generator's card names its control metrics without the "control/" prefix
     report.update({k.split("/", 1)[1]: v for k, v in list(report.items())
