@@ -100,11 +100,9 @@ def pixel_hook(hook, ae: VideoAutoencoder):
     hook: ``hook(x0, t)`` or ``hook(x0, t, x_t)`` on pixels ``(b, 3, t, h, w)`` (``x_t`` is
     passed as None: the noisy latent has no pixel version).
     """
-    import inspect
+    from viddiff_mini.diffusion.core import _n_positional
 
-    positional = [p for p in inspect.signature(hook).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    takes_x_t = len(positional) >= 3
+    takes_x_t = _n_positional(hook) >= 3      # the rule Diffusion.sample applies to hooks
 
     def latent_hook(z0: torch.Tensor, t: float) -> torch.Tensor:
         x0 = ae.decode(z0.float())

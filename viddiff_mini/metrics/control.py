@@ -178,8 +178,8 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
 
     cfg: the run's TrainConfig (``cfg.conditions``, frames, size, fold, num_classes). The
     test clips are the first test clips of the run's labels ``classes`` (default: spread
-    over the run's classes; a run over ``cfg.classes`` maps them to data-set classes); the model gets every control of ``cfg.conditions`` read from each clip's
-    truth (:func:`~viddiff_mini.control.compose.build_cond`, nothing dropped) and
+    over the run's classes; a run over ``cfg.classes`` maps them to data-set classes); the
+    model gets every control of ``cfg.conditions`` read from each clip's truth (:func:`~viddiff_mini.control.compose.build_cond`, nothing dropped) and
     ``guidance`` (None, a float, or ``{control: scale}``). Metrics that apply:
     trajectory (``trajectory_error_px`` with ``trajectory_found``), first_frame (``first_frame_psnr_db``,
     ``first_frame_ssim``), attributes (``attribute_error/<name>``), text (``text_color_acc``,
@@ -212,7 +212,6 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
     g = torch.Generator(device="cpu").manual_seed(seed)
     x = sample_decoded(net, diffusion, cfg, cond, len(labels), steps, sampler, guidance, g,
                        device)
-    latent = bool(cfg.latent)
     truth = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
     colors = object_colors(truth)
     report: dict = {"conditions": conds, "n": int(labels.numel()), "steps": steps,
@@ -246,8 +245,7 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
                            [colors[i][0] for i in phys])
         report["gravity_rel_error"], report["gravity_n"] = ge["rel_error"], ge["n"]
     if drag:
-        report.update(_drag_report(model, diffusion, truth, cond, conds, steps, seed, device,
-                                   cfg if latent else None))
+        report.update(_drag_report(model, diffusion, truth, cond, cfg, steps, seed, device))
     return report
 
 
@@ -261,7 +259,7 @@ def sample_decoded(net, diffusion, cfg, cond: dict, n: int, steps: int, sampler:
     x = sample_clips(net, diffusion, (n, 3, cfg.frames, cfg.size, cfg.size),
                      load_latent(cfg, device), cond=cond, sampler=sampler, steps=steps,
                      guidance=guidance, generator=generator, device=device)
-    return x.float().clamp(-1, 1).cpu()
+    return x.float().cpu()
 
 
 @torch.no_grad()
@@ -329,8 +327,7 @@ def motion_request_report(model, diffusion, cfg, n: int = 8, steps: int = 20, se
             "real_motion_split_acc": _nanmean(real), "real_motion_n": len(real)}
 
 
-def _drag_report(model, diffusion, truth, cond, conds, steps, seed, device,
-                 latent_cfg=None) -> dict:
+def _drag_report(model, diffusion, truth, cond, cfg, steps, seed, device) -> dict:
     """Drag object 0 of the first clip by a quarter of the frame to the right; report the
     masked PSNR of the unedited region (inf: bit-exact) and, for a latent model, the same
     before the unedited pixels are pasted back (``masked_psnr_decoded_db``)."""
@@ -347,7 +344,7 @@ def _drag_report(model, diffusion, truth, cond, conds, steps, seed, device,
     out = drag_edit(model, diffusion, src, [start.tolist()], [target.tolist()], cond=one,
                     radius=max(2.0, size / 10), steps=steps,
                     generator=torch.Generator().manual_seed(seed),
-                    autoencoder=None if latent_cfg is None else load_latent(latent_cfg, device))
+                    autoencoder=load_latent(cfg, device))
     rep = {"masked_psnr_db": out["masked_psnr"]}
     if "masked_psnr_decoded" in out:
         rep["masked_psnr_decoded_db"] = out["masked_psnr_decoded"]
