@@ -72,11 +72,54 @@ def test_width_matching_within_ten_percent(name):
     assert (m["hidden"] is not None) == (name in ablate.FINE_KNOBS)
 
 
-@pytest.mark.parametrize("preset", ["cpu", "gpu"])
+@pytest.mark.parametrize("preset", ["cpu", "cpu-latent", "gpu"])
 def test_every_variant_of_the_real_presets_is_matched_within_ten_percent(preset):
     for name in VARIANTS:  # parameter counts on the meta device: no memory, no training
         m = match_width(name, PRESETS[preset])
         assert abs(m["ratio"] - 1) <= 0.1, (name, m)
+
+
+def _latent_preset(**over):
+    base = dict(frames=16, size=32, num_classes=2, clips=4, eval_clips=2, batch=2, steps=2,
+                lr=1e-3, target_params=40_000,
+                unet=dict(channel_mults=(1, 2), attn_levels=(1,), heads=1),
+                dit=dict(depth=2, heads=1, patch=(1, 2, 2)), sample_n=2, sample_steps=2,
+                latent="msh-ae", classes=("MoveRightSquare", "BounceSquare"), object_weight=9.0)
+    return ablate.AblationPreset(**(base | over))
+
+
+def test_latent_route_trains_on_latents_of_the_named_classes_and_probes_decoded(tiny_probe):
+    import torch
+
+    from viddiff_mini.data.synthetic import CLASS_NAMES
+
+    cfg = _latent_preset()
+    assert ablate.data_shape(cfg) == (8, 8, 16, 16)          # msh-ae: 2x in time and per side
+    data = ablate.load_subset(cfg, 0, torch.device("cpu"))
+    assert data["video"].shape[1:] == (8, 8, 16, 16) and data["eval_pixels"].shape[1:] == \
+        (3, 16, 32, 32)
+    assert data["class_ids"] == [CLASS_NAMES.index("MoveRightSquare"),
+                                 CLASS_NAMES.index("BounceSquare")]
+    assert set(data["label"].tolist()) <= {0, 1}              # run labels, not data-set ids
+    w = data["weight"]                                        # objects weigh more, mean 1
+    assert w.shape == (4, 1, 8, 16, 16) and torch.allclose(w.mean(dim=(1, 2, 3, 4)),
+                                                           torch.ones(4))
+    assert (w.amax(dim=(1, 2, 3, 4)) > 2 * w.amin(dim=(1, 2, 3, 4))).all()
+    _, kw = ablate.variant_kwargs("model:dit", cfg, 8)
+    assert kw["in_channels"] == 8 and kw["frames"] == 8 and kw["image_size"] == 16
+    res = run_ablation(cfg, ["conv:2plus1d", "model:dit"], None, progress=False)
+    for r in res["rows"]:   # the probe saw decoded pixels (an 8-channel latent would raise)
+        assert 0.0 <= r["probe_accuracy"] <= 1.0 and not r["nonfinite"]
+        assert r["train_seconds"] > 0 and r["eval_seconds"] > 0
+    assert any("latent route" in n and "msh-ae" in n for n in res["notes"])
+    assert any("argmax over the 2 run classes" in n for n in res["notes"])
+
+
+def test_latent_preset_with_wrong_classes_is_refused():
+    with pytest.raises(ValueError, match="NoSuchClass"):
+        _latent_preset(classes=("MoveRightSquare", "NoSuchClass")).class_ids()
+    with pytest.raises(ValueError, match="must be 2 MovingShapes class names"):
+        _latent_preset(classes=("MoveRightSquare",)).class_ids()
 
 
 def test_all_variants_cover_the_chapter():

@@ -36,7 +36,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from viddiff_mini.utils import atomic_write_bytes, autocast, default_device
+from viddiff_mini.ablate_report import markdown_table, plot_result, write_report
+from viddiff_mini.config import MAIN_CLASSES
+from viddiff_mini.utils import autocast, default_device
 
 # --------------------------------------------------------------------------- variants
 # name -> (registered model, constructor overrides). Defaults of the U-Net: 2plus1d conv,
@@ -81,6 +83,26 @@ class AblationPreset:
     sample_n: int = 8
     sample_steps: int = 20
     guidance: float = 2.0
+    # The latent route (11.1.6 route 3): every variant diffuses in this autoencoder's latent
+    # space (a pretrained name such as "msh-ae" or a `viddiff train-ae` run); frames and
+    # size stay the *clip's* shape, the models see the latent's. None: pixel space.
+    latent: str | None = None
+    # MovingShapes class names to train on (None: the first num_classes classes, which are
+    # alphabetical and nearly one motion: Approach x4, Blink x4, Bounce x2)
+    classes: tuple[str, ...] | None = None
+    # object-weighted loss (train.object_loss_weights): 0 is the plain mean over positions
+    object_weight: float = 0.0
+
+    def class_ids(self) -> list[int]:
+        """Data-set class ids of the preset's classes (run label k = class_ids()[k])."""
+        if self.classes is None:
+            return list(range(self.num_classes))
+        from viddiff_mini.data.synthetic import CLASS_NAMES
+        bad = [c for c in self.classes if c not in CLASS_NAMES]
+        if bad or len(self.classes) != self.num_classes:
+            raise ValueError(f"AblationPreset.classes: {list(self.classes)} must be "
+                             f"{self.num_classes} MovingShapes class names (unknown: {bad})")
+        return [CLASS_NAMES.index(c) for c in self.classes]
 
 
 PRESETS: dict[str, AblationPreset] = {
@@ -98,6 +120,18 @@ PRESETS: dict[str, AblationPreset] = {
                           unet=dict(channel_mults=(1, 2, 2), attn_levels=(1, 2), heads=2),
                           dit=dict(depth=6, heads=4, patch=(1, 4, 4)),
                           sample_n=20, sample_steps=20),
+    # the same comparison on the latent route, where 30 CPU minutes already give a main
+    # job the probe recognises (msh-class8: 82.5% after 3,234 steps): msh-ae latents
+    # (16x32x32 clips -> 8x8x16x16), the main job's 8 classes (distinct motions), its lr,
+    # batch and object-weighted loss, and the probe's argmax over those 8 classes.
+    # ~7 minutes per variant on one core (1,200 steps; ~14 with the bidirectional ConvGRU)
+    "cpu-latent": AblationPreset(frames=16, size=32, num_classes=8, clips=1000, eval_clips=64,
+                                 batch=8, steps=1200, lr=1e-3, target_params=800_000,
+                                 unet=dict(channel_mults=(1, 2, 2), attn_levels=(1, 2),
+                                           heads=2),
+                                 dit=dict(depth=6, heads=4, patch=(1, 2, 2)),
+                                 sample_n=48, sample_steps=25, guidance=4.0,
+                                 latent="msh-ae", classes=MAIN_CLASSES, object_weight=9.0),
     # one H100: 16x64x64 clips, all classes
     "gpu": AblationPreset(frames=16, size=64, num_classes=101, clips=4096, eval_clips=256,
                           batch=32, steps=3000, lr=3e-4, target_params=20_000_000,
@@ -105,6 +139,14 @@ PRESETS: dict[str, AblationPreset] = {
                           dit=dict(depth=12, heads=8, patch=(1, 4, 4)),
                           sample_n=202, sample_steps=30),
 }
+
+
+def data_shape(preset: AblationPreset) -> tuple[int, int, int, int]:
+    """(c, t, h, w) of what the variants see: the clip, or its latent on the latent route."""
+    if preset.latent is None:
+        return (3, preset.frames, preset.size, preset.size)
+    from viddiff_mini.latent import autoencoder
+    return autoencoder(preset.latent).latent_shape(preset.frames, preset.size)
 
 
 def list_variants() -> list[str]:
@@ -148,8 +190,10 @@ def variant_kwargs(name: str, preset: AblationPreset, width: int,
     or ``dim`` of the DiT. hidden: the ConvGRU hidden size (variants in FINE_KNOBS only).
     """
     model, over = VARIANTS[name]
-    common = dict(num_classes=preset.num_classes, frames=preset.frames,
-                  image_size=preset.size)
+    c, frames, size, _ = data_shape(preset)
+    common = dict(num_classes=preset.num_classes, frames=frames, image_size=size)
+    if preset.latent is not None:
+        common["in_channels"] = c
     if model == "dit":
         d = preset.dit
         return model, dict(common, size={"depth": d["depth"], "dim": width, "heads": d["heads"]},
@@ -231,23 +275,47 @@ def match_width(name: str, preset: AblationPreset, target: int | None = None,
 
 # --------------------------------------------------------------------------- data
 def load_subset(preset: AblationPreset, seed: int, device) -> dict:
-    """Fixed training and held-out clips of the first ``num_classes`` classes."""
+    """Fixed training and held-out clips of the preset's classes.
+
+    Returns ``video`` / ``eval_video`` (what the variants see: pixels (n, 3, t, h, w), or
+    latents (n, C, t', h', w') on the latent route), ``label`` / ``eval_label`` (run labels
+    0..K-1), ``eval_pixels`` (the held-out clips, for the probe's ceiling), ``class_ids``
+    (run label -> data-set class id) and, with an object weight, ``weight`` (n, 1, t, h, w)
+    at the data's shape, normalised to mean 1 per clip like the trainer's loss.
+    """
     from viddiff_mini.data import synthetic
 
+    ids = preset.class_ids()
     table = synthetic.clip_index_table()
     g = torch.Generator().manual_seed(seed)
 
     def pick(split: str, n: int) -> list[int]:
-        pool = [i for i in synthetic.split_indices(split, 1) if table[i][0] < preset.num_classes]
+        pool = [i for i in synthetic.split_indices(split, 1) if table[i][0] in ids]
         order = torch.randperm(len(pool), generator=g)[:n].tolist()
         return [pool[i] for i in order]
 
+    def run_labels(batch: dict) -> torch.Tensor:
+        return torch.tensor([ids.index(int(k)) for k in batch["label"]], device=device)
+
+    truth = preset.object_weight > 0
     train = synthetic.render_batch(pick("train", preset.clips), frames=preset.frames,
-                                   size=preset.size, seed=seed, device=device)
+                                   size=preset.size, seed=seed, device=device, truth=truth)
     held = synthetic.render_batch(pick("test", preset.eval_clips), frames=preset.frames,
                                   size=preset.size, seed=seed, device=device)
-    return {"video": train["video"], "label": train["label"],
-            "eval_video": held["video"], "eval_label": held["label"]}
+    video, eval_video = train["video"], held["video"]
+    if preset.latent is not None:  # encode once: the autoencoder is frozen
+        from viddiff_mini.latent import autoencoder
+        ae = autoencoder(preset.latent, device)
+        with torch.no_grad():
+            video, eval_video = (torch.cat([ae.encode(v[i:i + 32]) for i in range(0, len(v), 32)])
+                                 for v in (video, eval_video))
+    data = {"video": video, "label": run_labels(train), "eval_video": eval_video,
+            "eval_label": run_labels(held), "eval_pixels": held["video"], "class_ids": ids}
+    if truth:
+        from viddiff_mini.train import object_loss_weights
+        w = object_loss_weights(train["masks"], preset.object_weight, video.shape[2:])
+        data["weight"] = w / w.mean(dim=(1, 2, 3, 4), keepdim=True)
+    return data
 
 
 def _step_draws(preset: AblationPreset, n_clips: int, seed: int, step: int, shape):
@@ -267,7 +335,7 @@ def flops_per_clip(model, preset: AblationPreset, device) -> int:
 
     from viddiff_mini.analysis.complexity import math_sdpa
 
-    x = torch.zeros(1, 3, preset.frames, preset.size, preset.size, device=device)
+    x = torch.zeros(1, *data_shape(preset), device=device)
     cond = {"label": torch.zeros(1, dtype=torch.long, device=device)}
     model.eval()
     with torch.no_grad(), math_sdpa(), FlopCounterMode(display=False) as fc:
@@ -297,30 +365,49 @@ def eval_loss(model, diffusion, data: dict, seed: int, device, batch: int = 16) 
     return total / max(n, 1)
 
 
-def real_probe_accuracy(data: dict, device) -> float:
+def _restrict(preset: AblationPreset, ids: list[int]) -> list[int] | None:
+    """The probe's argmax runs over the preset's classes when it names them (else 101-way)."""
+    return ids if preset.classes is not None else None
+
+
+def real_probe_accuracy(data: dict, device, preset: AblationPreset | None = None) -> float:
     """Probe accuracy on the held-out real clips of :func:`load_subset` (the samples' ceiling)."""
     from viddiff_mini.metrics.probe import DEFAULT_PROBE, load_probe, probe_accuracy
 
     probe = load_probe(DEFAULT_PROBE, device=device)
-    return probe_accuracy(probe, data["eval_video"].float(), data["eval_label"])["accuracy"]
+    ids = data["class_ids"]
+    labels = torch.tensor([ids[k] for k in data["eval_label"].tolist()])
+    restrict = _restrict(preset, ids) if preset is not None else None
+    return probe_accuracy(probe, data["eval_pixels"].float(), labels,
+                          restrict_to=restrict)["accuracy"]
 
 
 def probe_score(model, diffusion, preset: AblationPreset, seed: int, device) -> float | None:
-    """Probe accuracy of class-conditional samples, or None without a probe weights file."""
+    """Probe accuracy of class-conditional samples, or None without a probe weights file.
+
+    On the latent route the sampler runs on the latent (x0 not clamped: standardised latents
+    are not confined to [-1, 1]) and the samples are decoded before the probe sees them."""
     from viddiff_mini.metrics.probe import DEFAULT_PROBE, load_probe, probe_accuracy
 
     if not DEFAULT_PROBE.exists():
         return None
     probe = load_probe(DEFAULT_PROBE, device=device)
+    ids = preset.class_ids()
     labels = torch.arange(preset.sample_n) % preset.num_classes
     g = torch.Generator().manual_seed(seed + 11)
     model.eval()
     with autocast(device):
-        x = diffusion.sample(model, (preset.sample_n, 3, preset.frames, preset.size, preset.size),
+        x = diffusion.sample(model, (preset.sample_n, *data_shape(preset)),
                              cond={"label": labels.to(device)}, steps=preset.sample_steps,
-                             guidance=preset.guidance, generator=g, device=device)
+                             guidance=preset.guidance, generator=g, device=device,
+                             clip_x0=preset.latent is None)
+    if preset.latent is not None:
+        from viddiff_mini.latent import autoencoder
+        with torch.no_grad():
+            x = autoencoder(preset.latent, device).decode(x.float())
     model.train()
-    return probe_accuracy(probe, x.float().clamp(-1, 1), labels)["accuracy"]
+    return probe_accuracy(probe, x.float().clamp(-1, 1), torch.tensor([ids[k] for k in labels]),
+                          restrict_to=_restrict(preset, ids))["accuracy"]
 
 
 def train_variant(name: str, preset: AblationPreset, data: dict, width: int, seed: int,
@@ -347,8 +434,10 @@ def train_variant(name: str, preset: AblationPreset, data: dict, width: int, see
         idx, t, noise, keep = _step_draws(preset, video.shape[0], seed, s, video.shape[1:])
         idx = idx.to(device)
         cond = {"label": labels[idx], "label_keep": keep.to(device)}
+        weights = data["weight"][idx] if "weight" in data else None
         with autocast(device):
-            loss = diffusion.loss(model, video[idx], cond, t=t.to(device), noise=noise.to(device))
+            loss = diffusion.loss(model, video[idx], cond, weights=weights, t=t.to(device),
+                                  noise=noise.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -377,6 +466,7 @@ def train_variant(name: str, preset: AblationPreset, data: dict, width: int, see
     seconds = time.perf_counter() - t0
     timed = max(steps - 1, 1)
     losses = torch.stack(losses).float().cpu()
+    t_probe = time.perf_counter()
     tail = losses[-max(1, len(losses) // 5):]
     row = {"variant": name, "model": model_name, "width": width, "hidden": hidden,
            "params": params,
@@ -387,6 +477,8 @@ def train_variant(name: str, preset: AblationPreset, data: dict, width: int, see
            "probe_accuracy": probe_score(model, diffusion, preset, seed, device)
            if with_probe else None,
            "nonfinite": bool(not torch.isfinite(losses).all()),
+           # wall time of the variant: training, then eval loss and sampling + probe
+           "train_seconds": seconds, "eval_seconds": time.perf_counter() - t_probe,
            "losses": [float(v) for v in losses]}  # per-step training loss (loss curves)
     return row
 
@@ -460,10 +552,17 @@ def run_ablation(preset: str | AblationPreset = "tiny", variants=None, out=None,
         notes.append(f"probe accuracy n/a: no probe weights at {DEFAULT_PROBE} "
                      f"(train one with `viddiff eval train-probe`)")
     else:  # the ceiling: the probe on real held-out clips of this size (resized like samples)
-        real_accuracy = real_probe_accuracy(data, device)
+        real_accuracy = real_probe_accuracy(data, device, cfg)
         n = data["eval_video"].shape[0]
+        among = (f"argmax over the {cfg.num_classes} run classes" if cfg.classes is not None
+                 else "101-way argmax")
         notes.append(f"probe accuracy on {n} real held-out clips at {cfg.frames}x{cfg.size}x"
-                     f"{cfg.size}: {100 * real_accuracy:.1f}% (the most samples can score)")
+                     f"{cfg.size}: {100 * real_accuracy:.1f}% (the most samples can score; "
+                     f"{among})")
+    if cfg.latent is not None:
+        c, t, h, w = data_shape(cfg)
+        notes.append(f"latent route: every variant diffuses in {cfg.latent}'s latent space "
+                     f"({c}x{t}x{h}x{w} per clip); samples are decoded before the probe")
     rows, done = [], {}
     bar = tqdm(names, desc=f"ablate {name}", disable=not progress, dynamic_ncols=True)
     for v in bar:
@@ -495,86 +594,6 @@ def run_ablation(preset: str | AblationPreset = "tiny", variants=None, out=None,
         if out is not None:  # after every variant: an interruption loses one variant at most
             write_report(result, Path(out))
     return result
-
-
-# --------------------------------------------------------------------------- report
-def _fmt_count(n: float) -> str:
-    for unit, s in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= s:
-            return f"{n / s:.2f}{unit}"
-    return f"{n:.0f}"
-
-
-def markdown_table(result: dict) -> str:
-    """The ablation table (markdown) with the notes underneath."""
-    from viddiff_mini.analysis.complexity import format_bytes
-
-    head = ("| variant | model | width | params | FLOPs/clip | peak train mem | clips/s | "
-            "train loss | eval loss | probe acc |")
-    lines = [head, "|" + "---|" * 10]
-    for r in result["rows"]:
-        probe = "n/a" if r["probe_accuracy"] is None else f"{100 * r['probe_accuracy']:.1f}%"
-        same = f" (= {r['same_as']})" if r.get("same_as") else ""
-        width = f"{r['width']} (GRU {r['hidden']})" if r.get("hidden") else f"{r['width']}"
-        lines.append(f"| {r['variant']}{same} | {r['model']} | {width} | "
-                     f"{_fmt_count(r['params'])} ({r['param_ratio']:.2f}x) | "
-                     f"{_fmt_count(r['flops_per_clip'])} | {format_bytes(r['peak_train_bytes'])} | "
-                     f"{r['clips_per_s']:.1f} | {r['train_loss']:.4f} | {r['eval_loss']:.4f} | "
-                     f"{probe} |")
-    cfg = result["config"]
-    text = [f"# viddiff ablate — preset {result['preset']}", "",
-            f"{cfg['frames']}x{cfg['size']}x{cfg['size']} clips, {cfg['num_classes']} classes, "
-            f"{cfg['clips']} training clips, batch {cfg['batch']}, {cfg['steps']} steps, "
-            f"target {cfg['target_params']:,} parameters, device {cfg['device']}.", "",
-            *lines]
-    if not result.get("complete", True):
-        finished = {r["variant"] for r in result["rows"]}
-        missing = [v for v in result["variants"] if v not in finished]
-        text += ["", f"Partial: {len(result['rows'])} of {len(result['variants'])} variants "
-                     f"so far (missing {', '.join(missing)}); `--resume` finishes it."]
-    if result["notes"]:
-        text += ["", "Notes:", *[f"- {n}" for n in result["notes"]]]
-    return "\n".join(text) + "\n"
-
-
-def plot_result(result: dict, path: Path) -> None:
-    """Three panels per variant: eval loss, throughput, FLOPs per clip."""
-    # the Figure API draws without pyplot: no backend switch, so a notebook that calls
-    # this keeps showing its own figures inline
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import NullFormatter
-
-    rows = result["rows"]
-    names = [r["variant"] for r in rows]
-    fig = Figure(figsize=(13, 0.32 * len(rows) + 1.8))
-    axes = fig.subplots(1, 3, sharey=True)
-    panels = [("eval_loss", "held-out loss (lower is better)"),
-              ("clips_per_s", "training clips / s"), ("flops_per_clip", "FLOPs per clip")]
-    for ax, (key, title) in zip(axes, panels):
-        ax.barh(range(len(rows)), [r[key] for r in rows], color="tab:blue")
-        ax.set_title(title, fontsize=9)
-        ax.grid(axis="x", alpha=0.3)
-        if key == "flops_per_clip":
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap
-    axes[0].set_yticks(range(len(rows)))
-    axes[0].set_yticklabels(names, fontsize=8)
-    axes[0].invert_yaxis()
-    fig.suptitle(f"viddiff ablate ({result['preset']}): matched parameters "
-                 f"~{_fmt_count(result['config']['target_params'])}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def write_report(result: dict, out: Path) -> dict[str, Path]:
-    """``ablation.json``, ``ablation.md``, ``ablation.png`` in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "ablation.json", "md": out / "ablation.md",
-             "png": out / "ablation.png"}
-    atomic_write_bytes(paths["json"], json.dumps(result, indent=2, default=str).encode())
-    atomic_write_bytes(paths["md"], markdown_table(result).encode())
-    plot_result(result, paths["png"])
-    return paths
 
 
 # --------------------------------------------------------------------------- CLI
@@ -614,6 +633,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 __all__ = ["VARIANTS", "PRESETS", "AblationPreset", "list_variants", "variant_kwargs",
-           "count_params", "match_width", "load_subset", "flops_per_clip", "eval_loss",
+           "count_params", "match_width", "data_shape", "load_subset", "flops_per_clip", "eval_loss",
            "real_probe_accuracy", "train_variant", "run_ablation", "markdown_table",
            "plot_result", "write_report", "main", "add_arguments", "FINE_KNOBS"]

@@ -43,6 +43,12 @@ def _load(path: str, device: str) -> VideoAutoencoder:
     return load_autoencoder(path, device=device)
 
 
+def autoencoder(spec: str, device: torch.device | str = "cpu") -> VideoAutoencoder:
+    """The frozen autoencoder named by ``spec`` (see :func:`resolve_autoencoder`), loaded
+    once per device and shared (eval mode, no gradients needed)."""
+    return _load(str(resolve_autoencoder(spec).resolve()), str(torch.device(device)))
+
+
 def load_latent(cfg, device: torch.device | str = "cpu") -> VideoAutoencoder | None:
     """The run's frozen autoencoder (cached), or None for a pixel-space run.
 
@@ -52,8 +58,7 @@ def load_latent(cfg, device: torch.device | str = "cpu") -> VideoAutoencoder | N
     the latent grid by the model (``concat_fold``, set by ``train.build_model_for``)."""
     if not cfg.latent:
         return None
-    path = resolve_autoencoder(cfg.latent)
-    ae = _load(str(path.resolve()), str(torch.device(device)))
+    ae = autoencoder(cfg.latent, device)
     meta = getattr(ae, "meta", {})
     trained = (meta.get("frames"), meta.get("size"))
     if None not in trained and trained != (cfg.frames, cfg.size):
