@@ -173,10 +173,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # msh-text: the cpu preset's U-Net and latent, conditioned on the caption alone through
     # the temporal text encoder: cross-attention at the 4x4 level plus the pooled caption
     # added to the time embedding (context_pool; with cross-attention alone, 4,036 steps
-    # gave 6% in-run-class accuracy, chance level), 16 classes
+    # gave 6% in-run-class accuracy, chance level), 16 classes; 20,000 steps like msh-class24
+    # (the lr is constant after warm-up, so a --minutes stop is the same run cut shorter)
     "cpu-text": dict(
         classes=list(CLASSES_TEXT), conditions=["text"], frames=16, size=32, latent="msh-ae",
-        object_weight=9.0, batch_size=8, max_steps=8000, warmup_steps=100, lr=1e-3,
+        object_weight=9.0, batch_size=8, max_steps=20000, warmup_steps=100, lr=1e-3,
         ema_decay=0.999, log_every=50, ckpt_every=250, sample_every=0, sample_n=16,
         sample_steps=50, guidance=4.0,
         model_kwargs=dict(base_channels=16, channel_mults=(1, 2, 2), attn_levels=(2,), heads=2,
