@@ -88,6 +88,8 @@ def test_evaluate_controls_with_an_oracle_model(truth):
     assert rep["n"] == 4 and rep["conditions"] == cfg.conditions
     assert rep["trajectory_error_px"] < 0.8 and rep["trajectory_found"] > 0.95, rep
     assert rep["first_frame_psnr_db"] > 40, rep
+    # pixel space: the replacement hook pastes the image into frame 0 at the last step too
+    assert rep["first_frame_psnr_db_replaced"] > 60 and rep["first_frame_ssim_replaced"] > 0.99
     # measured on a foreground estimate: the chase clip's two objects blend into one colour
     assert rep["attribute_error/speed"] < 0.5 and rep["attribute_error/colour"] <= 0.25, rep
     assert rep["gravity_n"] == 2 and rep["gravity_rel_error"] < 0.15, rep

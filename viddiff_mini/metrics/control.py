@@ -11,6 +11,9 @@ trajectory_error_px        centroid of each object's colour in the sample vs    
 masked_psnr_db             PSNR of the *unedited* region vs the source (drag    higher
                            editing; ``inf`` = bit-exact)
 first_frame_psnr_db/ssim   frame 0 of the sample vs the given image             higher
+                           (``_replaced``: with frame replacement during
+                           sampling on top of the condition; a latent model
+                           replaces on each step's decoded x0)
 attribute_error            per attribute: |measured - requested| (speed px/     lower
                            frame, size px, direction degrees, brightness) or
                            colour mismatch rate
@@ -225,6 +228,17 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
     if "first_frame" in conds:
         ff = first_frame_fidelity(x, truth["video"][:, :, 0])
         report["first_frame_psnr_db"], report["first_frame_ssim"] = ff["psnr"], ff["ssim"]
+        # the same clips with frame replacement (animate mode "both", 11.3.2): the x0 hook
+        # pastes the image into frame 0 at every step, so the rest of the clip is generated
+        # around it; through a latent model's decoder frame 0 is then as exact as the
+        # autoencoder's round trip allows
+        from viddiff_mini.control.animate import first_frame_hook
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        xr = sample_decoded(net, diffusion, cfg, cond, len(labels), steps, sampler, guidance,
+                            g, device, x0_hook=first_frame_hook(batch["video"][:, :, 0]))
+        ffr = first_frame_fidelity(xr, truth["video"][:, :, 0])
+        report["first_frame_psnr_db_replaced"] = ffr["psnr"]
+        report["first_frame_ssim_replaced"] = ffr["ssim"]
         if any(c.startswith("Move") for c in cfg.class_names()):
             report.update(motion_request_report(model, diffusion, cfg, n=n, steps=steps,
                                                 seed=seed, guidance=guidance, sampler=sampler,
@@ -250,14 +264,15 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
 
 
 def sample_decoded(net, diffusion, cfg, cond: dict, n: int, steps: int, sampler: str,
-                   guidance, generator, device) -> torch.Tensor:
+                   guidance, generator, device, x0_hook=None) -> torch.Tensor:
     """``n`` clips ``(n, 3, t, h, w)`` on the CPU in [-1, 1]: a latent model's samples are
-    drawn as latents (no [-1, 1] clamp on x0 there) and decoded by its autoencoder."""
+    drawn as latents (no [-1, 1] clamp on x0 there) and decoded by its autoencoder.
+    ``x0_hook``: a pixel-space hook (``latent.sample_clips`` runs it on decoded x0)."""
     from viddiff_mini.latent import load_latent, sample_clips
 
     net.eval()
     x = sample_clips(net, diffusion, (n, 3, cfg.frames, cfg.size, cfg.size),
-                     load_latent(cfg, device), cond=cond, sampler=sampler, steps=steps,
+                     load_latent(cfg, device), x0_hook, cond=cond, sampler=sampler, steps=steps,
                      guidance=guidance, generator=generator, device=device)
     return x.float().cpu()
 
