@@ -546,6 +546,10 @@ def run_ablation(preset: str | AblationPreset = "tiny", variants=None, out=None,
     from viddiff_mini.metrics.probe import DEFAULT_PROBE
 
     notes = []
+    n_train = data["video"].shape[0]
+    if n_train < cfg.clips:
+        notes.append(f"{n_train} training clips: all the fold-1 train split holds for these "
+                     f"classes (the preset asks for up to {cfg.clips})")
     with_probe = DEFAULT_PROBE.exists()
     real_accuracy = None
     if not with_probe:
