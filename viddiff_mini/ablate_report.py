@@ -57,7 +57,8 @@ def markdown_table(result: dict) -> str:
 
 
 def plot_result(result: dict, path: Path) -> None:
-    """Three panels per variant: eval loss, throughput, FLOPs per clip."""
+    """One bar per variant in each panel: eval loss, probe accuracy (when measured),
+    throughput, FLOPs per clip."""
     # the Figure API draws without pyplot: no backend switch, so a notebook that calls
     # this keeps showing its own figures inline
     from matplotlib.figure import Figure
@@ -65,16 +66,26 @@ def plot_result(result: dict, path: Path) -> None:
 
     rows = result["rows"]
     names = [r["variant"] for r in rows]
-    fig = Figure(figsize=(13, 0.32 * len(rows) + 1.8))
-    axes = fig.subplots(1, 3, sharey=True)
     panels = [("eval_loss", "held-out loss (lower is better)"),
               ("clips_per_s", "training clips / s"), ("flops_per_clip", "FLOPs per clip")]
+    if any(r.get("probe_accuracy") is not None for r in rows):
+        ceiling = result.get("probe_real_accuracy")
+        panels.insert(1, ("probe_accuracy", "probe accuracy of samples (%)"
+                          + (f"; real clips {100 * ceiling:.0f}%" if ceiling else "")))
+    fig = Figure(figsize=(4.3 * len(panels), 0.32 * len(rows) + 1.8))
+    axes = fig.subplots(1, len(panels), sharey=True)
     for ax, (key, title) in zip(axes, panels):
-        ax.barh(range(len(rows)), [r[key] for r in rows], color="tab:blue")
+        scale = 100 if key == "probe_accuracy" else 1
+        ax.barh(range(len(rows)), [scale * (r[key] or 0) for r in rows], color="tab:blue")
         ax.set_title(title, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
+        if key == "probe_accuracy":
+            ax.set_xlim(0, 100)  # 10% must look like 10%, not like the best possible
         if key == "flops_per_clip":
             ax.set_xscale("log")
+            # bars start at the left edge: a few-% difference must not look like 10x
+            vals = [r[key] for r in rows]
+            ax.set_xlim(min(vals) / 4, max(vals) * 1.5)
             ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap
     axes[0].set_yticks(range(len(rows)))
     axes[0].set_yticklabels(names, fontsize=8)
