@@ -34,11 +34,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from viddiff_mini.ablate_report import markdown_table, plot_result, write_report
 from viddiff_mini.config import MAIN_CLASSES
-from viddiff_mini.utils import autocast, default_device
+from viddiff_mini.utils import autocast, default_device, tqdm
 
 # --------------------------------------------------------------------------- variants
 # name -> (registered model, constructor overrides). Defaults of the U-Net: 2plus1d conv,

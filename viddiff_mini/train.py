@@ -37,10 +37,15 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
 from viddiff_mini.config import PRESETS, TrainConfig, get_preset, parse_data_spec
-from viddiff_mini.utils import atomic_torch_save, atomic_write_bytes, autocast, safe_torch_load
+from viddiff_mini.utils import (
+    atomic_torch_save,
+    atomic_write_bytes,
+    autocast,
+    safe_torch_load,
+    tqdm,
+)
 
 CKPT_NAME = "checkpoint.pt"
 

@@ -32,7 +32,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from viddiff_mini.models.autoencoder import VideoAutoencoder
 from viddiff_mini.train import (
@@ -43,7 +42,7 @@ from viddiff_mini.train import (
     prepare_run_dir,
     step_generator,
 )
-from viddiff_mini.utils import atomic_torch_save, atomic_write_bytes, safe_torch_load
+from viddiff_mini.utils import atomic_torch_save, atomic_write_bytes, safe_torch_load, tqdm
 
 AE_FILE = "autoencoder.pt"
 

@@ -6,6 +6,7 @@ Everything here is used by several modules; nothing here knows about video diffu
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import random
 import tempfile
@@ -14,6 +15,16 @@ from typing import Any
 
 import numpy as np
 import torch
+
+# Progress bars: tqdm.auto draws a widget in Jupyter, but only with ipywidgets installed;
+# without it, it warns "IProgress not found" (into every stored notebook output) and falls
+# back to the text bar. Choosing the text bar ourselves gives the same bar without the
+# warning, and the widget where the notebook can show it.
+if importlib.util.find_spec("ipywidgets") is not None:
+    from tqdm.auto import tqdm as _tqdm
+else:
+    from tqdm.std import tqdm as _tqdm
+tqdm = _tqdm  # the one progress bar every module imports from here
 
 
 # --------------------------------------------------------------------------- fast profile

@@ -418,9 +418,8 @@ def train_upsampler(model: nn.Module, steps: int = 100, batch: int = 8, frames: 
     Targets are the real clips; inputs are derived from them (every other frame / an
     average-pooled copy), the classic way to train a cascade's upsamplers.
     """
-    from tqdm.auto import tqdm
-
     from viddiff_mini.data import synthetic
+    from viddiff_mini.utils import tqdm
 
     _check_pos(steps=steps, batch=batch, frames=frames, size=size)
     _check_upsampler(model)

@@ -28,9 +28,8 @@ from pathlib import Path
 
 import numpy as np
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
-from viddiff_mini.utils import atomic_write_bytes
+from viddiff_mini.utils import atomic_write_bytes, tqdm
 
 from .clips import SKIP_ERRORS, ClipDataset, to_model_video, to_uint8_frames
 

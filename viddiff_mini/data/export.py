@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from viddiff_mini.utils import tqdm
 
 from . import synthetic
 from .clips import to_uint8_frames

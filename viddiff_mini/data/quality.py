@@ -31,9 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from viddiff_mini.utils import atomic_write_bytes
+from viddiff_mini.utils import atomic_write_bytes, tqdm
 
 from .video_io import CorruptVideoError, read_video
 

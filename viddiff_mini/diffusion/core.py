@@ -15,7 +15,8 @@ from __future__ import annotations
 import inspect
 
 import torch
-from tqdm.auto import tqdm
+
+from viddiff_mini.utils import tqdm
 
 from .guidance import cfg_predict
 from .objectives import get_objective

@@ -658,7 +658,7 @@ def grade_all(submissions, tests, out, *, feedback_dir=None, timeout=120.0,
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from viddiff_mini.utils import tqdm
         bar = tqdm(total=len(subs), desc="grading", unit="submission")
     try:
         slots: queue.Queue[int] = queue.Queue()

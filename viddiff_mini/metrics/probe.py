@@ -23,9 +23,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from viddiff_mini.utils import atomic_torch_save, check_video, safe_torch_load
+from viddiff_mini.utils import atomic_torch_save, check_video, safe_torch_load, tqdm
 
 DEFAULT_PROBE = Path(__file__).parent / "weights" / "probe_msh101.pt"
 
