@@ -394,16 +394,17 @@ def probe_score(model, diffusion, preset: AblationPreset, seed: int, device) -> 
     ids = preset.class_ids()
     labels = torch.arange(preset.sample_n) % preset.num_classes
     g = torch.Generator().manual_seed(seed + 11)
-    model.eval()
-    with autocast(device):
-        x = diffusion.sample(model, (preset.sample_n, *data_shape(preset)),
-                             cond={"label": labels.to(device)}, steps=preset.sample_steps,
-                             guidance=preset.guidance, generator=g, device=device,
-                             clip_x0=preset.latent is None)
+    ae = None
     if preset.latent is not None:
         from viddiff_mini.latent import autoencoder
-        with torch.no_grad():
-            x = autoencoder(preset.latent, device).decode(x.float())
+        ae = autoencoder(preset.latent, device)
+    from viddiff_mini.latent import sample_clips
+    model.eval()
+    with autocast(device):
+        x = sample_clips(model, diffusion, (preset.sample_n, 3, preset.frames, preset.size,
+                                            preset.size), ae,
+                         cond={"label": labels.to(device)}, steps=preset.sample_steps,
+                         guidance=preset.guidance, generator=g, device=device)
     model.train()
     return probe_accuracy(probe, x.float().clamp(-1, 1), torch.tensor([ids[k] for k in labels]),
                           restrict_to=_restrict(preset, ids))["accuracy"]
