@@ -40,6 +40,7 @@ def test_tiny_two_variants_write_json_markdown_plot(tmp_path, tiny_probe):
     assert data["config"]["frames"] == PRESETS["tiny"].frames and len(data["rows"]) == 2
     md = (out / "ablation.md").read_text()
     assert "| conv:pseudo3d | unet3d |" in md and "model:dit" in md
+    assert "% ±" in md and "binomial standard error" in md   # the probe column's noise
     assert (out / "ablation.png").stat().st_size > 1000
 
 

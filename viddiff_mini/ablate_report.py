@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from viddiff_mini.utils import atomic_write_bytes
@@ -28,8 +29,13 @@ def markdown_table(result: dict) -> str:
     head = ("| variant | model | width | params | FLOPs/clip | peak train mem | clips/s | "
             "train loss | eval loss | probe acc |")
     lines = [head, "|" + "---|" * 10]
+    n = result["config"].get("sample_n") or 0
     for r in result["rows"]:
-        probe = "n/a" if r["probe_accuracy"] is None else f"{100 * r['probe_accuracy']:.1f}%"
+        p = r["probe_accuracy"]
+        # +- one binomial standard error over the n samples: differences smaller than
+        # about two of these are sampling noise, not architecture
+        probe = "n/a" if p is None else f"{100 * p:.1f}%" + (
+            f" ±{100 * math.sqrt(max(p * (1 - p), 0.25 / n) / n):.0f}" if n else "")
         same = f" (= {r['same_as']})" if r.get("same_as") else ""
         width = f"{r['width']} (GRU {r['hidden']})" if r.get("hidden") else f"{r['width']}"
         lines.append(f"| {r['variant']}{same} | {r['model']} | {width} | "
@@ -51,6 +57,9 @@ def markdown_table(result: dict) -> str:
         missing = [v for v in result["variants"] if v not in finished]
         text += ["", f"Partial: {len(result['rows'])} of {len(result['variants'])} variants "
                      f"so far (missing {', '.join(missing)}); `--resume` finishes it."]
+    if n and any(r["probe_accuracy"] is not None for r in result["rows"]):
+        text += ["", f"probe acc: the share of {n} samples per variant whose class the probe "
+                     f"names, ± one binomial standard error (sampling noise)."]
     if result["notes"]:
         text += ["", "Notes:", *[f"- {n}" for n in result["notes"]]]
     return "\n".join(text) + "\n"
