@@ -394,11 +394,8 @@ def probe_score(model, diffusion, preset: AblationPreset, seed: int, device) -> 
     ids = preset.class_ids()
     labels = torch.arange(preset.sample_n) % preset.num_classes
     g = torch.Generator().manual_seed(seed + 11)
-    ae = None
-    if preset.latent is not None:
-        from viddiff_mini.latent import autoencoder
-        ae = autoencoder(preset.latent, device)
-    from viddiff_mini.latent import sample_clips
+    from viddiff_mini.latent import autoencoder, sample_clips
+    ae = autoencoder(preset.latent, device) if preset.latent is not None else None
     model.eval()
     with autocast(device):
         x = sample_clips(model, diffusion, (preset.sample_n, 3, preset.frames, preset.size,
