@@ -156,3 +156,12 @@ def test_find_clip_by_class_split_and_group():
         S.find_clip("NoSuchClass")
     with pytest.raises(ValueError, match="group: expected 1..25"):
         S.find_clip(0, group=26)
+
+
+def test_class_ids_of_maps_names_and_refuses_unknown_ones_by_name():
+    from viddiff_mini.data.synthetic import CLASS_NAMES, class_ids_of
+
+    assert class_ids_of(["BounceSquare", "ApproachCircle"]) == [
+        CLASS_NAMES.index("BounceSquare"), 0]
+    with pytest.raises(ValueError, match=r"--classes: unknown class name\(s\) \['Nope'\]"):
+        class_ids_of(["BounceSquare", "Nope"], "--classes")

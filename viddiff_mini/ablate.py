@@ -96,12 +96,11 @@ class AblationPreset:
         """Data-set class ids of the preset's classes (run label k = class_ids()[k])."""
         if self.classes is None:
             return list(range(self.num_classes))
-        from viddiff_mini.data.synthetic import CLASS_NAMES
-        bad = [c for c in self.classes if c not in CLASS_NAMES]
-        if bad or len(self.classes) != self.num_classes:
+        from viddiff_mini.data.synthetic import class_ids_of
+        if len(self.classes) != self.num_classes:
             raise ValueError(f"AblationPreset.classes: {list(self.classes)} must be "
-                             f"{self.num_classes} MovingShapes class names (unknown: {bad})")
-        return [CLASS_NAMES.index(c) for c in self.classes]
+                             f"{self.num_classes} MovingShapes class names (num_classes)")
+        return class_ids_of(self.classes, "AblationPreset.classes")
 
 
 PRESETS: dict[str, AblationPreset] = {
@@ -280,7 +279,8 @@ def load_subset(preset: AblationPreset, seed: int, device) -> dict:
     latents (n, C, t', h', w') on the latent route), ``label`` / ``eval_label`` (run labels
     0..K-1), ``eval_pixels`` (the held-out clips, for the probe's ceiling), ``class_ids``
     (run label -> data-set class id) and, with an object weight, ``weight`` (n, 1, t, h, w)
-    at the data's shape, normalised to mean 1 per clip like the trainer's loss.
+    at the data's shape, normalised to mean 1 per clip (the trainer divides by the batch's
+    mean weight instead: the same emphasis on objects, a slightly different per-step scale).
     """
     from viddiff_mini.data import synthetic
 

@@ -67,11 +67,8 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.classes:
-            from viddiff_mini.data.synthetic import CLASS_NAMES
-            bad = [c for c in self.classes if c not in CLASS_NAMES]
-            if bad:
-                raise ValueError(f"classes: unknown class name(s) {bad}; valid names are "
-                                 f"MovingShapes-101's, e.g. {', '.join(CLASS_NAMES[:4])} ...")
+            from viddiff_mini.data.synthetic import class_ids_of
+            class_ids_of(self.classes)      # unknown names refused here, with the names
             if len(set(self.classes)) != len(self.classes):
                 raise ValueError(f"classes: each class once, got {self.classes}")
             self.classes = list(self.classes)
@@ -81,8 +78,8 @@ class TrainConfig:
         """Data-set class id of each run label 0..num_classes-1 (the first K, or ``classes``)."""
         if not self.classes:
             return list(range(self.num_classes))
-        from viddiff_mini.data.synthetic import CLASS_NAMES
-        return [CLASS_NAMES.index(c) for c in self.classes]
+        from viddiff_mini.data.synthetic import class_ids_of
+        return class_ids_of(self.classes)
 
     def class_names(self) -> list[str]:
         """Name of each run label (MovingShapes-101 names; real data: the first K of its list)."""

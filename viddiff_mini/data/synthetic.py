@@ -95,6 +95,16 @@ CLASS_NAMES: list[str] = [s[0] for s in CLASS_SPECS]
 assert len(CLASS_NAMES) == NUM_CLASSES == len(set(CLASS_NAMES)), len(CLASS_NAMES)
 
 
+def class_ids_of(names, what: str = "classes") -> list[int]:
+    """Data-set class ids of MovingShapes-101 class ``names``; unknown names are refused,
+    the argument ``what`` and the names named."""
+    bad = [c for c in names if c not in CLASS_NAMES]
+    if bad:
+        raise ValueError(f"{what}: unknown class name(s) {bad}; valid names are "
+                         f"MovingShapes-101's, e.g. {', '.join(CLASS_NAMES[:4])} ...")
+    return [CLASS_NAMES.index(c) for c in names]
+
+
 def class_index_text() -> str:
     """The content of UCF-101's ``classInd.txt`` for these classes ("1 ApproachCircle" ...)."""
     return "".join(f"{i + 1} {name}\n" for i, name in enumerate(CLASS_NAMES))
