@@ -38,6 +38,34 @@ def test_latent_run_trains_on_latents_and_samples_pixels(ae_run, tmp_path):
     assert tuple(x.shape) == (2, 3, 8, 16, 16) and x.abs().max() <= 1
 
 
+def test_sample_grid_hooks_act_on_latents_and_sample_clips_on_either_space(ae_run, tmp_path):
+    """sample_grid is sample_clips with hook_space="latent": same noise, same clips; its hook
+    sees latent x0 (b, 4, t', h', w'), while sample_clips' default pixel hook sees pixels."""
+    from viddiff_mini.latent import load_latent, sample_clips
+
+    train(latent_cfg(ae_run), tmp_path / "run", progress=False)
+    model, diffusion, cfg = load_run(tmp_path / "run")
+    ae = load_latent(cfg)
+    seen = {"latent": [], "pixel": []}
+
+    def recorder(space):
+        return lambda x0, t: seen[space].append(tuple(x0.shape)) or x0
+
+    hook = {k: recorder(k) for k in seen}
+    x = sample_grid(model, diffusion, cfg, "cpu", 2, seed=0, steps=2, x0_hook=hook["latent"])
+    kw = dict(cond={"label": torch.tensor([0, 1])}, steps=2, sampler=cfg.sampler,
+              guidance=cfg.guidance if cfg.guidance != 1.0 else None, device="cpu")
+    y = sample_clips(model, diffusion, (2, 3, 8, 16, 16), ae, hook["latent"], "latent",
+                     generator=torch.Generator().manual_seed(0), **kw)
+    torch.testing.assert_close(x, y)
+    assert set(seen["latent"]) == {(2, *ae.latent_shape(8, 16))}
+    sample_clips(model, diffusion, (2, 3, 8, 16, 16), ae, hook["pixel"],
+                 generator=torch.Generator().manual_seed(0), **kw)
+    assert set(seen["pixel"]) == {(2, 3, 8, 16, 16)}
+    with pytest.raises(ValueError, match="hook_space: expected 'pixel' or 'latent'"):
+        sample_clips(model, diffusion, (2, 3, 8, 16, 16), ae, hook["pixel"], "pixels", **kw)
+
+
 def test_latent_resume_is_exact(ae_run, tmp_path):
     from dataclasses import replace
 

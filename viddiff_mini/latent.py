@@ -118,16 +118,22 @@ def pixel_hook(hook, ae: VideoAutoencoder):
 
 
 def sample_clips(model, diffusion, shape, autoencoder: VideoAutoencoder | None = None,
-                 x0_hook=None, **sample_kwargs) -> torch.Tensor:
+                 x0_hook=None, hook_space: str = "pixel", **sample_kwargs) -> torch.Tensor:
     """Pixel clips ``shape = (b, 3, t, h, w)`` from a pixel model or, with ``autoencoder``, a
     latent one: the sampler then runs on the latent shape without clamping x0 to [-1, 1]
-    (standardised latents are not confined there), a pixel ``x0_hook`` runs through
-    :func:`pixel_hook`, and the result is decoded. ``sample_kwargs`` go to
-    ``Diffusion.sample`` (cond, steps, sampler, guidance, generator, device, ...)."""
+    (standardised latents are not confined there) and the result is decoded in full
+    precision (also under a caller's autocast). ``x0_hook`` acts on pixels (``hook_space=
+    "pixel"``: through :func:`pixel_hook` for a latent model) or, with ``"latent"``, on the
+    latent x0 itself (a latent model's motion prior, at no decode cost). ``sample_kwargs``
+    go to ``Diffusion.sample`` (cond, steps, sampler, guidance, generator, device, ...)."""
+    if hook_space not in ("pixel", "latent"):
+        raise ValueError(f"hook_space: expected 'pixel' or 'latent', got {hook_space!r}")
     if autoencoder is None:
         return diffusion.sample(model, tuple(shape), x0_hook=x0_hook, **sample_kwargs)
     b, _, t, h, w = shape
-    z = diffusion.sample(model, (b, *autoencoder.latent_shape(t, h)),
-                         x0_hook=None if x0_hook is None else pixel_hook(x0_hook, autoencoder),
+    if x0_hook is not None and hook_space == "pixel":
+        x0_hook = pixel_hook(x0_hook, autoencoder)
+    z = diffusion.sample(model, (b, *autoencoder.latent_shape(t, h)), x0_hook=x0_hook,
                          clip_x0=False, **sample_kwargs)
-    return autoencoder.decode(z.float()).clamp(-1, 1)
+    with torch.autocast(z.device.type, enabled=False):
+        return autoencoder.decode(z.float()).clamp(-1, 1)

@@ -474,19 +474,14 @@ def sample_grid(model, diffusion, cfg: TrainConfig, device, n: int, seed: int,
         cond = truth_cond_for_labels(cfg, labels, device)
     g = torch.Generator(device=device).manual_seed(seed)
     scale = cfg.guidance if guidance is None else guidance
-    from viddiff_mini.latent import data_shape, load_latent
+    from viddiff_mini.latent import load_latent, sample_clips
     model.eval()
     with autocast(device, cfg.amp):
-        x = diffusion.sample(model, (n, *data_shape(cfg)), cond=cond,
-                             sampler=sampler or cfg.sampler, steps=steps or cfg.sample_steps,
-                             guidance=scale if scale != 1.0 else None, generator=g,
-                             device=device, progress=progress,
-                             # standardised latents are not confined to [-1, 1] like pixels:
-                             # clamping each x0 prediction there would destroy them
-                             clip_x0=not cfg.latent, **sample_kwargs)
-    ae = load_latent(cfg, device)
-    if ae is not None:  # latent -> pixels
-        x = ae.decode(x.float())
+        x = sample_clips(model, diffusion, (n, 3, cfg.frames, cfg.size, cfg.size),
+                         load_latent(cfg, device), hook_space="latent", cond=cond,
+                         sampler=sampler or cfg.sampler, steps=steps or cfg.sample_steps,
+                         guidance=scale if scale != 1.0 else None, generator=g,
+                         device=device, progress=progress, **sample_kwargs)
     return x.float().clamp(-1, 1)
 
 
