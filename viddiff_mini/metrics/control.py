@@ -187,7 +187,8 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
     trajectory (``trajectory_error_px`` with ``trajectory_found``), first_frame (``first_frame_psnr_db``,
     ``first_frame_ssim``), attributes (``attribute_error/<name>``), text (``text_color_acc``,
     ``text_order_acc``, ``clipsim`` with ``clip_model``), always ``gravity_rel_error`` on
-    the bounce / throw clips among them, and with ``drag=True`` a drag edit of the first
+    the bounce / throw clips among them (``real_gravity_rel_error``: the same fit on the real
+    clips), and with ``drag=True`` a drag edit of the first
     clip (masked blending): ``masked_psnr_db`` of the unedited region (a latent model also
     reports ``masked_psnr_decoded_db``, before paste-back). A latent model samples latents;
     every metric is measured on the decoded clips.
@@ -258,6 +259,10 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
         ge = gravity_error(x[phys], [truth["physics"][i]["gravity"] for i in phys],
                            [colors[i][0] for i in phys])
         report["gravity_rel_error"], report["gravity_n"] = ge["rel_error"], ge["n"]
+        # the same fit on the real clips: the floor set by tracking a few-pixel object
+        report["real_gravity_rel_error"] = gravity_error(
+            truth["video"][phys], [truth["physics"][i]["gravity"] for i in phys],
+            [colors[i][0] for i in phys])["rel_error"]
     if drag:
         report.update(_drag_report(model, diffusion, truth, cond, cfg, steps, seed, device))
     return report
