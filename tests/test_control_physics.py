@@ -69,6 +69,12 @@ def test_penalty_prefers_parabolas():
     assert float(P.constant_accel_penalty(smooth)) < 1e-6
     assert float(P.constant_accel_penalty(jitter)) > 0.1
     assert float(P.constant_accel_penalty(smooth, g=0.6)) < 1e-6
+    # one requested gravity per clip: each clip is held to its own (y'' = 2 * 0.3 = 0.6)
+    two = torch.cat([smooth, torch.stack([f, 0.5 * f**2], -1)[None]])
+    assert float(P.constant_accel_penalty(two, g=[0.6, 1.0])) < 1e-6
+    assert float(P.constant_accel_penalty(two, g=[1.0, 0.6])) == pytest.approx(0.04)  # 0.4 off in y
+    with pytest.raises(ValueError, match="one per clip"):
+        P.constant_accel_penalty(two, g=[0.6, 1.0, 0.2])
     with pytest.raises(ValueError, match="3 frames"):
         P.constant_accel_penalty(smooth[:, :2])
 

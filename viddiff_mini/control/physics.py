@@ -261,14 +261,14 @@ def physics_residual(traj, physics: dict | None = None, rel_tol: float = 0.05) -
 
 
 # --------------------------------------------------------------------------- guidance
-def constant_accel_penalty(track: torch.Tensor, g: float | None = None, delta: float = 1.0
-                           ) -> torch.Tensor:
+def constant_accel_penalty(track: torch.Tensor, g=None, delta: float = 1.0) -> torch.Tensor:
     """Differentiable penalty on deviation from constant-acceleration motion.
 
     track ``(b, t, 2)`` (x, y) px. Second differences ``a_f`` (px/frame^2) should be constant:
-    equal to ``(0, g)`` when ``g`` is given, else to their own mean over the clip. Huber with
-    ``delta`` px/frame^2, so a few large impulses (bounces) cost linearly, not quadratically.
-    Scalar (mean over batch, frames and axes).
+    equal to ``(0, g)`` when ``g`` is given (a float, or one per clip: a requested gravity
+    per prompt), else to their own mean over the clip. Huber with ``delta`` px/frame^2, so a
+    few large impulses (bounces) cost linearly, not quadratically. Scalar (mean over batch,
+    frames and axes).
     """
     if track.ndim != 3 or track.shape[-1] != 2:
         raise ValueError(f"track: expected (b, t, 2), got {tuple(track.shape)}")
@@ -278,7 +278,11 @@ def constant_accel_penalty(track: torch.Tensor, g: float | None = None, delta: f
     if g is None:
         target = a.mean(dim=1, keepdim=True)
     else:
-        target = torch.tensor([0.0, float(g)], dtype=a.dtype, device=a.device).view(1, 1, 2)
+        gy = torch.as_tensor(g, dtype=a.dtype, device=a.device).reshape(-1)
+        if gy.numel() not in (1, a.shape[0]):
+            raise ValueError(f"g: expected one value or one per clip ({a.shape[0]}), "
+                             f"got {gy.numel()}")
+        target = torch.stack([torch.zeros_like(gy), gy], -1).view(-1, 1, 2)
     return F.huber_loss(a, target.expand_as(a), delta=delta)
 
 
@@ -294,7 +298,7 @@ def extract_track(video: torch.Tensor, color=None, masks: torch.Tensor | None = 
     return mask_centroids(fg > 0.5)
 
 
-def physics_penalty(x0: torch.Tensor, g: float | None = None, color=None) -> torch.Tensor:
+def physics_penalty(x0: torch.Tensor, g=None, color=None) -> torch.Tensor:
     """The differentiable physics penalty of a clip ``x0 (b, 3, t, h, w)``: soft centroid of
     its foreground map -> :func:`constant_accel_penalty`. Scalar."""
     return constant_accel_penalty(soft_centroid(foreground_map(x0, color)), g)
@@ -303,7 +307,7 @@ def physics_penalty(x0: torch.Tensor, g: float | None = None, color=None) -> tor
 GUIDANCE_MODES = ("x0", "xt")
 
 
-def physics_guidance_hook(scale: float = 1.0, g: float | None = None, color=None,
+def physics_guidance_hook(scale: float = 1.0, g=None, color=None,
                           t_range: tuple[float, float] = (0.0, 1.0), iters: int = 1,
                           inner=None, mode: str = "x0"):
     """``x0_hook`` nudging the predicted clip toward constant-acceleration motion (11.3.6).
