@@ -78,7 +78,8 @@ class OracleDenoiser(nn.Module):
 
 
 def test_evaluate_controls_with_an_oracle_model(truth):
-    cfg = get_preset("tiny", frames=16, size=32, num_classes=101,
+    # guidance 1: the oracle predicts from the first frame, which CFG's null branch drops
+    cfg = get_preset("tiny", frames=16, size=32, num_classes=101, guidance=1.0,
                      conditions=["trajectory", "first_frame", "attributes"])
     d = Diffusion()
     from viddiff_mini.control.compose import make_layout
@@ -111,3 +112,31 @@ def test_evaluate_control_run(tmp_path):
     assert rep["run"] == str(tmp_path / "run") and rep["n"] == 2
     for key in ("first_frame_psnr_db", "text_color_acc", "masked_psnr_db"):
         assert key in rep, key
+
+
+class BatchSpy(nn.Module):
+    """A denoiser that predicts zeros and records the batch size of every call."""
+
+    def __init__(self):
+        super().__init__()
+        self.p, self.batches = nn.Parameter(torch.zeros(())), []
+
+    def forward(self, x, t, cond):
+        self.batches.append(x.shape[0])
+        return torch.zeros_like(x)
+
+
+@pytest.mark.parametrize("run_guidance, asked, passes", [
+    (3.0, None, 2),     # None: the run's own guidance, as `viddiff sample` uses it
+    (3.0, 1.0, 1),      # 1.0: no guidance, one pass
+    (1.0, None, 1),
+    (1.0, 2.5, 2),
+])
+def test_evaluate_controls_samples_with_the_runs_guidance_unless_told(run_guidance, asked,
+                                                                      passes):
+    cfg = get_preset("tiny", frames=8, size=16, num_classes=101, guidance=run_guidance,
+                     conditions=["trajectory"])
+    spy = BatchSpy()
+    M.evaluate_controls(spy, Diffusion(), cfg, n=2, steps=2, classes=CLASSES[:2], drag=False,
+                        guidance=asked)
+    assert set(spy.batches) == {2 * passes}

@@ -173,6 +173,15 @@ def text_video_consistency(videos: torch.Tensor, captions, clip_model=None) -> d
     return out
 
 
+def _resolve_guidance(guidance, cfg):
+    """None -> the run's own ``cfg.guidance`` (what its class samples, ``train.sample_grid``
+    and ``viddiff sample`` use); a scale of 1.0 -> None (no guidance: one pass per step)."""
+    guidance = cfg.guidance if guidance is None else guidance
+    if not isinstance(guidance, dict) and float(guidance) == 1.0:
+        return None
+    return guidance
+
+
 @torch.no_grad()
 def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: int = 0,
                       clip_model=None, device=None, guidance=None, sampler: str = "ddim",
@@ -183,7 +192,8 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
     test clips are the first test clips of the run's labels ``classes`` (default: spread
     over the run's classes; a run over ``cfg.classes`` maps them to data-set classes); the
     model gets every control of ``cfg.conditions`` read from each clip's truth (:func:`~viddiff_mini.control.compose.build_cond`, nothing dropped) and
-    ``guidance`` (None, a float, or ``{control: scale}``). Metrics that apply:
+    ``guidance`` (None: the run's ``cfg.guidance``; a float, 1.0 = none; or ``{control:
+    scale}``). Metrics that apply:
     trajectory (``trajectory_error_px`` with ``trajectory_found``), first_frame (``first_frame_psnr_db``,
     ``first_frame_ssim``), attributes (``attribute_error/<name>``), text (``text_color_acc``,
     ``text_order_acc``, ``clipsim`` with ``clip_model``), always ``gravity_rel_error`` on
@@ -201,6 +211,7 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
     )
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    guidance = _resolve_guidance(guidance, cfg)
     conds = list(cfg.conditions)
     if classes is None:
         classes = torch.linspace(0, cfg.num_classes - 1, n).round().long()
@@ -242,8 +253,8 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
         report["first_frame_ssim_replaced"] = ffr["ssim"]
         if any(c.startswith("Move") for c in cfg.class_names()):
             report.update(motion_request_report(model, diffusion, cfg, n=n, steps=steps,
-                                                seed=seed, guidance=guidance, sampler=sampler,
-                                                device=device))
+                                                seed=seed, guidance=guidance or 1.0,
+                                                sampler=sampler, device=device))
     if "attributes" in conds:
         from viddiff_mini.control.attributes import attributes_from_truth
         for k, v in attribute_error(x, attributes_from_truth(truth)).items():
@@ -295,11 +306,13 @@ def motion_request_report(model, diffusion, cfg, n: int = 8, steps: int = 20, se
     fraction of samples whose larger part is the requested one; ``*_err_px``: mean
     distance of each part from what was asked (px/frame). ``real_motion_split_acc``: the
     same split measured on real Move (object) and Pan (camera) clips with their true masks.
+    ``guidance``: None = the run's ``cfg.guidance``, 1.0 = none.
     """
     from viddiff_mini.control.animate import encode_motion, measure_motion, motion_from_truth
     from viddiff_mini.control.compose import encode_values, truth_batch_for_run_labels
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    guidance = _resolve_guidance(guidance, cfg)
     names = cfg.class_names()
     movers = [i for i, c in enumerate(names) if c.startswith("Move")]
     pans = [i for i, c in enumerate(names) if c.startswith("Pan")]
