@@ -66,6 +66,31 @@ def test_sample_grid_hooks_act_on_latents_and_sample_clips_on_either_space(ae_ru
         sample_clips(model, diffusion, (2, 3, 8, 16, 16), ae, hook["pixel"], "pixels", **kw)
 
 
+def test_eval_of_a_latent_run_reports_the_autoencoders_ceiling(ae_run, tmp_path):
+    """viddiff eval on a latent run adds the round trip of the real clips through its
+    autoencoder (probe accuracy, colour drift, mask persistence): the most its decoded
+    samples can score. A pixel run has no such keys."""
+    from viddiff_mini.evaluate import evaluate_run, real_clips_of
+    from viddiff_mini.latent import load_latent
+    from viddiff_mini.metrics.objects import persistence_report
+
+    train(latent_cfg(ae_run, max_steps=2), tmp_path / "run", progress=False)
+    rep = evaluate_run(tmp_path / "run", n_per_class=2, steps=2, fvd=False, controls=False,
+                       progress=False)
+    assert 0 <= rep["ae_ceiling"] <= rep["ae_ceiling_in_run_classes"] <= 1
+    _, _, cfg = load_run(tmp_path / "run")
+    real, _ = real_clips_of(cfg.class_ids(), 2, cfg.frames, cfg.size, cfg.fold)
+    ae = load_latent(cfg)
+    want = persistence_report(ae.decode(ae.encode(real.float())).clamp(-1, 1))
+    assert rep["ae_colour_drift"] == pytest.approx(want["colour_drift"], nan_ok=True)
+    assert rep["ae_mask_persistence"] == pytest.approx(want["mask_persistence"], nan_ok=True)
+    train(get_preset("tiny", classes=CLASSES, max_steps=2, sample_n=0, batch_size=4),
+          tmp_path / "pixel", progress=False)
+    pixel = evaluate_run(tmp_path / "pixel", n_per_class=1, steps=2, fvd=False,
+                         controls=False, progress=False)
+    assert not any(k.startswith("ae_") for k in pixel)
+
+
 def test_latent_resume_is_exact(ae_run, tmp_path):
     from dataclasses import replace
 

@@ -56,7 +56,10 @@ def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
     Always: ``probe_accuracy`` (101-way argmax), ``probe_accuracy_in_run_classes`` (argmax
     over the run's own classes) and ``real_ceiling`` / ``real_ceiling_in_run_classes`` (the
     same two on as many *real* held-out clips of those classes at the run's resolution:
-    the most the samples can score). ``objects``: motion direction against ground truth,
+    the most the samples can score); for a latent run also ``ae_ceiling`` /
+    ``ae_ceiling_in_run_classes`` (on the autoencoder's round trip of those real clips, the
+    most its decoded samples can score), with ``objects`` ``ae_colour_drift`` and
+    ``ae_mask_persistence`` too. ``objects``: motion direction against ground truth,
     colour drift and mask persistence (``metrics/objects.py``), each with its real-clip
     yardstick. ``fvd``: FVD-probe (flagged ``fvd_reliable: false`` when there are fewer
     samples than feature dimensions) and the temporal metrics of ``metrics/fvd.py``.
@@ -100,6 +103,19 @@ def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
     if objects:
         from viddiff_mini.metrics.objects import object_report
         report.update(object_report(samples, global_labels, real, real_labels))
+    from viddiff_mini.latent import load_latent
+    ae = load_latent(cfg, device)
+    if ae is not None:
+        # the autoencoder's round trip of the same real clips: what a latent model's decoded
+        # samples could score at best (the decoder's own blur and colour shifts included)
+        rec = torch.cat([ae.decode(ae.encode(real[i:i + batch].to(device).float()))
+                         .clamp(-1, 1).cpu() for i in range(0, len(real), batch)])
+        report["ae_ceiling"] = probe_accuracy(probe, rec, real_labels)["accuracy"]
+        report["ae_ceiling_in_run_classes"] = probe_accuracy(probe, rec, real_labels,
+                                                             restrict_to=ids)["accuracy"]
+        if objects:
+            from viddiff_mini.metrics.objects import persistence_report
+            report.update({f"ae_{k}": v for k, v in persistence_report(rec).items()})
     if fvd:
         from viddiff_mini.metrics.fvd import evaluate_samples
         report.update(evaluate_samples(samples, labels=global_labels, probe=probe,

@@ -133,21 +133,27 @@ def motion_direction_agreement(sample_disp: torch.Tensor, real_disp: torch.Tenso
             "motion_direction_n": judged, "motion_direction_classes": classes}
 
 
-def object_report(samples: torch.Tensor, sample_labels: torch.Tensor, real: torch.Tensor,
-                  real_labels: torch.Tensor) -> dict[str, float]:
-    """Motion direction, colour drift and mask persistence of samples, each beside the same
-    statistic of the real clips (``real_*``)."""
-    ts, tr = object_tracks(samples), object_tracks(real)
-    ds, dr = flow_displacement(samples), flow_displacement(real)
+def persistence_report(videos: torch.Tensor) -> dict[str, float]:
+    """``colour_drift`` and ``mask_persistence`` of clips ``(n, 3, t, h, w)``, each the mean
+    over the clips where it is defined (NaN when none is)."""
+    tracks = object_tracks(videos)
 
     def nanmean(v):
         v = v[torch.isfinite(v)]
         return float(v.mean()) if len(v) else float("nan")
 
+    return {"colour_drift": nanmean(colour_drift(tracks)),
+            "mask_persistence": nanmean(mask_persistence(tracks))}
+
+
+def object_report(samples: torch.Tensor, sample_labels: torch.Tensor, real: torch.Tensor,
+                  real_labels: torch.Tensor) -> dict[str, float]:
+    """Motion direction, colour drift and mask persistence of samples, each beside the same
+    statistic of the real clips (``real_*``)."""
+    ds, dr = flow_displacement(samples), flow_displacement(real)
     out = motion_direction_agreement(ds, dr, sample_labels.cpu(), real_labels.cpu())
     real_dir = motion_direction_agreement(dr, dr, real_labels.cpu(), real_labels.cpu())
     out["real_motion_direction_accuracy"] = real_dir["motion_direction_accuracy"]
-    out.update(colour_drift=nanmean(colour_drift(ts)), real_colour_drift=nanmean(colour_drift(tr)),
-               mask_persistence=nanmean(mask_persistence(ts)),
-               real_mask_persistence=nanmean(mask_persistence(tr)))
+    out.update(persistence_report(samples))
+    out.update({f"real_{k}": v for k, v in persistence_report(real).items()})
     return out
