@@ -99,3 +99,24 @@ def test_xt_mode_needs_grad():
         d.sample(model, (1, 3, 6, 16, 16), steps=2, x0_hook=P.physics_guidance_hook(mode="xt"))
     with pytest.raises(ValueError, match="mode"):
         P.physics_guidance_hook(mode="z")
+
+
+@pytest.mark.parametrize("g", [0.3, 0.8, 2.0])
+def test_a_planned_throw_has_the_requested_gravity(g):
+    path = P.ballistic_path((4.0, 20.0), (1.5, -g * 6), g, frames=16)
+    assert path.shape == (16, 2)
+    assert path[:, 0].tolist() == pytest.approx([4.0 + 1.5 * f for f in range(16)])
+    assert path[6, 1] == pytest.approx(20.0 - g * 18)          # the apex at frame 6
+    assert P.fit_gravity(path) == pytest.approx(g, rel=1e-4)
+
+
+def test_a_planned_bounce_loses_speed_at_each_impact_and_comes_to_rest():
+    path = P.ballistic_path((16.0, 4.0), (0.0, 0.0), 1.0, frames=32, floor=28.0,
+                            restitution=0.6)
+    y = path[:, 1]
+    assert float(y.max()) <= 28.0 + 1e-4 and y[0] == 4.0
+    assert P.fit_gravity(path) == pytest.approx(1.0, rel=1e-3)
+    assert P.restitution(path, g=1.0)[0] == pytest.approx(0.6, abs=0.02)
+    assert (y[-3:] == 28.0).all()                              # bounces died out: resting
+    with pytest.raises(ValueError, match="below the floor"):
+        P.ballistic_path((16.0, 30.0), (0.0, 0.0), 1.0, frames=8, floor=28.0)

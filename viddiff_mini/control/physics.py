@@ -21,6 +21,11 @@ soft centroid of a foreground map, scores deviation from constant-acceleration m
 step on x0 -- the gradient taken on x0 itself (``mode="x0"``) or through the network with
 respect to x_t (``mode="xt"``, with ``Diffusion.sample(grad=True)``).
 :func:`compare_guidance` samples with and without it from the same noise and measures both.
+
+Planned motion (simulate, then render, as PhysGen does with a rigid-body simulator):
+:func:`ballistic_path` is the path a thrown or bouncing object takes under a requested
+gravity, which a trajectory-conditioned generator (``msh-trajectory``) is then asked to
+follow -- the physics lives in the plan, the generator only has to draw it.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from .trajectory import foreground_map, mask_centroids, soft_centroid
 
 __all__ = ["detect_bounces", "flight_segments", "fit_gravity", "restitution", "momentum_change",
            "interpenetration", "physics_residual", "constant_accel_penalty", "physics_penalty",
-           "physics_guidance_hook", "extract_track", "compare_guidance", "GUIDANCE_MODES"]
+           "physics_guidance_hook", "extract_track", "compare_guidance", "GUIDANCE_MODES",
+           "ballistic_path"]
 
 
 def _as_y(traj) -> torch.Tensor:
@@ -389,3 +395,43 @@ def compare_guidance(model, diffusion, shape, cond=None, scale: float = 0.5, g: 
         out[name] = rec
     out["videos"] = tuple(vids)
     return out
+
+
+# --------------------------------------------------------------------------- planning
+def ballistic_path(start, velocity, g: float, frames: int, floor: float | None = None,
+                   restitution: float = 0.7) -> torch.Tensor:
+    """``(frames, 2)`` px: the (x, y) path of a point thrown from ``start`` with
+    ``velocity`` (px/frame) under gravity ``g`` (px/frame^2, +y is down, as in images).
+
+    Positions are exact at each frame (``y = y0 + vy f + g f^2 / 2`` between impacts, so
+    :func:`fit_gravity` recovers ``g``). With ``floor`` (y in px) the point bounces: at the
+    impact time, found analytically between frames, its vertical speed becomes
+    ``-restitution`` times the speed it arrived with; once a bounce would rise less than
+    0.05 px it rests on the floor.
+    """
+    if frames < 1 or g < 0 or not 0 <= restitution < 1:
+        raise ValueError(f"ballistic_path: expected frames >= 1, g >= 0 and 0 <= restitution "
+                         f"< 1, got frames={frames}, g={g}, restitution={restitution}")
+    (x0, y0), (vx, vy) = (float(v) for v in start), (float(v) for v in velocity)
+    if floor is not None and y0 > floor:
+        raise ValueError(f"start: y={y0} is below the floor y={floor} (image y grows downward)")
+    y, t0, resting, out = y0, 0.0, False, []
+    for f in range(frames):
+        while floor is not None and not resting:
+            # first s > 0 with y + vy s + g s^2 / 2 = floor (the later root of the quadratic)
+            a, b, c = 0.5 * g, vy, y - floor
+            if a > 0:
+                s = (-b + (b * b - 4 * a * c) ** 0.5) / (2 * a)
+            else:
+                s = -c / b if b > 0 else float("inf")
+            if s <= 1e-9 and vy <= 0:          # leaving the floor upward: no impact at s = 0
+                break
+            if t0 + s > f:
+                break
+            y, t0, vy = floor, t0 + s, -restitution * (vy + g * s)
+            if vy * vy / (2 * g if g > 0 else 1.0) < 0.05:
+                resting = True
+        dt = f - t0
+        fy = floor if resting else y + vy * dt + 0.5 * g * dt * dt
+        out.append((x0 + vx * f, fy))
+    return torch.tensor(out, dtype=torch.float32)
