@@ -62,8 +62,9 @@ def test_animate_modes_and_errors(clips):
 
 
 def test_encode_motion_independent_parts():
-    both = A.encode_motion(camera=(2.0, 0.0), obj=(0.0, -4.0))
+    both = A.encode_motion(camera=(0.5, 0.0), obj=(0.0, -1.0))    # px/frame, scale 1
     assert both.tolist() == [0.5, 0.0, 1.0, 0.0, -1.0, 1.0]
+    assert A.encode_motion(obj=(0.0, -4.0), scale=4.0)[3:].tolist() == [0.0, -1.0, 1.0]
     cam_only = A.encode_motion(camera=(2.0, 0.0))
     assert cam_only[3:].tolist() == [0.0, 0.0, 0.0], "object motion unspecified: flag 0"
     assert A.encode_motion().abs().sum() == 0

@@ -173,7 +173,7 @@ def test_spec_reference_motion_and_batch(batch):
     ref = batch["video"][1]
     values, b, notes, _ = C.spec_to_values(
         {"text": ["a red ball", "a blue ball"], "reference": ref,
-         "motion": {"camera": (1.0, 0.0), "object": None}, "attributes": {"speed": 2.0}},
+         "motion": {"camera": (0.25, 0.0), "object": None}, "attributes": {"speed": 2.0}},
         conds, 6, 16)
     assert b == 2 and "reference video -> first_frame, style" in notes
     cond, lay = C.encode_values(values, conds, b, 6, 16)
