@@ -51,3 +51,11 @@ def test_cpu_preset_is_latent_over_eight_distinct_motions():
     motions = {(CLASS_SPECS[k][1], repr(CLASS_SPECS[k][2])) for k in cfg.class_ids()}
     assert len(motions) == 8
     assert data_shape(cfg) == (8, 8, 16, 16)        # the shipped autoencoder's latent
+
+
+def test_sampling_guidance_is_the_runs_unless_given_and_none_at_scale_one():
+    cfg = get_preset("tiny", guidance=3.0)
+    assert cfg.sampling_guidance() == 3.0 and cfg.sampling_guidance(5.0) == 5.0
+    assert cfg.sampling_guidance(1.0) is None and cfg.sampling_guidance(1) is None
+    assert get_preset("tiny", guidance=1.0).sampling_guidance() is None
+    assert cfg.sampling_guidance({"text": 2.0}) == {"text": 2.0}

@@ -54,7 +54,7 @@ def test_sample_grid_hooks_act_on_latents_and_sample_clips_on_either_space(ae_ru
     hook = {k: recorder(k) for k in seen}
     x = sample_grid(model, diffusion, cfg, "cpu", 2, seed=0, steps=2, x0_hook=hook["latent"])
     kw = dict(cond={"label": torch.tensor([0, 1])}, steps=2, sampler=cfg.sampler,
-              guidance=cfg.guidance if cfg.guidance != 1.0 else None, device="cpu")
+              guidance=cfg.sampling_guidance(), device="cpu")
     y = sample_clips(model, diffusion, (2, 3, 8, 16, 16), ae, hook["latent"], "latent",
                      generator=torch.Generator().manual_seed(0), **kw)
     torch.testing.assert_close(x, y)

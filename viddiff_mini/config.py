@@ -86,6 +86,16 @@ class TrainConfig:
         from viddiff_mini.data.synthetic import CLASS_NAMES
         return [CLASS_NAMES[i] for i in self.class_ids()]
 
+    def sampling_guidance(self, guidance=None):
+        """The classifier-free guidance to sample with: ``guidance`` when given (a scale or
+        ``{control: scale}``), else the run's own; a scale of 1.0 -> None (the plain
+        conditional model, one pass per step). Samples, `viddiff sample` and the control
+        metrics of `viddiff eval` all resolve it here, so they use the same guidance."""
+        guidance = self.guidance if guidance is None else guidance
+        if not isinstance(guidance, dict) and float(guidance) == 1.0:
+            return None
+        return guidance
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -473,14 +473,13 @@ def sample_grid(model, diffusion, cfg: TrainConfig, device, n: int, seed: int,
         from viddiff_mini.control.compose import truth_cond_for_labels
         cond = truth_cond_for_labels(cfg, labels, device)
     g = torch.Generator(device=device).manual_seed(seed)
-    scale = cfg.guidance if guidance is None else guidance
     from viddiff_mini.latent import load_latent, sample_clips
     model.eval()
     with autocast(device, cfg.amp):
         x = sample_clips(model, diffusion, (n, 3, cfg.frames, cfg.size, cfg.size),
                          load_latent(cfg, device), hook_space="latent", cond=cond,
                          sampler=sampler or cfg.sampler, steps=steps or cfg.sample_steps,
-                         guidance=scale if scale != 1.0 else None, generator=g,
+                         guidance=cfg.sampling_guidance(guidance), generator=g,
                          device=device, progress=progress, **sample_kwargs)
     return x.float().clamp(-1, 1)
 

@@ -173,15 +173,6 @@ def text_video_consistency(videos: torch.Tensor, captions, clip_model=None) -> d
     return out
 
 
-def _resolve_guidance(guidance, cfg):
-    """None -> the run's own ``cfg.guidance`` (what its class samples, ``train.sample_grid``
-    and ``viddiff sample`` use); a scale of 1.0 -> None (no guidance: one pass per step)."""
-    guidance = cfg.guidance if guidance is None else guidance
-    if not isinstance(guidance, dict) and float(guidance) == 1.0:
-        return None
-    return guidance
-
-
 @torch.no_grad()
 def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: int = 0,
                       clip_model=None, device=None, guidance=None, sampler: str = "ddim",
@@ -211,7 +202,7 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
     )
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    guidance = _resolve_guidance(guidance, cfg)
+    guidance = cfg.sampling_guidance(guidance)
     conds = list(cfg.conditions)
     if classes is None:
         classes = torch.linspace(0, cfg.num_classes - 1, n).round().long()
@@ -267,13 +258,13 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
         report.update({f"real_text_{k}": v for k, v in real.items()})
     phys = [i for i, p in enumerate(truth["physics"]) if p.get("gravity", 0) > 0]
     if phys:
-        ge = gravity_error(x[phys], [truth["physics"][i]["gravity"] for i in phys],
-                           [colors[i][0] for i in phys])
+        true_g = [truth["physics"][i]["gravity"] for i in phys]
+        fallers = [colors[i][0] for i in phys]
+        ge = gravity_error(x[phys], true_g, fallers)
         report["gravity_rel_error"], report["gravity_n"] = ge["rel_error"], ge["n"]
         # the same fit on the real clips: the floor set by tracking a few-pixel object
-        report["real_gravity_rel_error"] = gravity_error(
-            truth["video"][phys], [truth["physics"][i]["gravity"] for i in phys],
-            [colors[i][0] for i in phys])["rel_error"]
+        report["real_gravity_rel_error"] = gravity_error(truth["video"][phys], true_g,
+                                                         fallers)["rel_error"]
     if drag:
         report.update(_drag_report(model, diffusion, truth, cond, cfg, steps, seed, device))
     return report
@@ -312,7 +303,7 @@ def motion_request_report(model, diffusion, cfg, n: int = 8, steps: int = 20, se
     from viddiff_mini.control.compose import encode_values, truth_batch_for_run_labels
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    guidance = _resolve_guidance(guidance, cfg)
+    guidance = cfg.sampling_guidance(guidance)
     names = cfg.class_names()
     movers = [i for i, c in enumerate(names) if c.startswith("Move")]
     pans = [i for i, c in enumerate(names) if c.startswith("Pan")]
