@@ -22,8 +22,11 @@ def test_first_frame_maps_layout(clips):
     img = clips["video"][:2, :, 0]
     m = A.first_frame_maps(img, 6)
     assert m.shape == (2, A.FIRST_FRAME_CHANNELS, 6, 16, 16)
-    assert torch.equal(m[:, :3, 0], img) and (m[:, :3, 1:] == 0).all()
-    assert (m[:, 3, 0] == 1).all() and (m[:, 3, 1:] == 0).all()
+    assert torch.equal(m[:, :3], img[:, :, None].expand(-1, -1, 6, -1, -1)), "image on every frame"
+    assert (m[:, 3, 0] == 1).all() and (m[:, 3, 1:] == 0).all(), "indicator: frame 0 only"
+    m0 = A.first_frame_maps(img, 6, repeat=False)
+    assert torch.equal(m0[:, :3, 0], img) and (m0[:, :3, 1:] == 0).all()
+    assert torch.equal(m0[:, 3], m[:, 3])
     assert A.first_frame_maps(img[0], 3).shape == (1, 4, 3, 16, 16), "a single image is a batch of 1"
     with pytest.raises(ValueError, match="image"):
         A.first_frame_maps(torch.zeros(2, 4, 16, 16), 3)

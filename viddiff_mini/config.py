@@ -190,9 +190,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         model_kwargs=dict(base_channels=16, channel_mults=(1, 2, 2), attn_levels=(2,), heads=2,
                           context_pool=True),
     ),
-    # msh-first-frame: image animation; the first frame (rgb + indicator maps, folded onto
-    # the latent grid) and the requested camera / object motion (a 6-vector); 20,000 steps
-    # like msh-class24 (4,041 steps, 35 min, left the motion request ignored: 50% split)
+    # msh-first-frame: image animation; the first frame (rgb on every frame + indicator
+    # maps, folded onto the latent grid) and the requested camera / object motion (a
+    # 6-vector); 20,000 steps like msh-class24. With the image on frame 0 only, 16,046 steps
+    # let backgrounds fade after frame 0 and left camera requests moving the object (53%
+    # camera/object split); see control/animate.py first_frame_maps
     "cpu-first-frame": dict(
         classes=list(CLASSES_FIRST_FRAME), conditions=["first_frame"], frames=16, size=32,
         latent="msh-ae", object_weight=9.0, batch_size=8, max_steps=20000, warmup_steps=100,

@@ -3,9 +3,11 @@
 Two ways to make a model honour a given first frame, usable alone or together:
 
 * **conditioning by concatenation** -- :func:`first_frame_maps` builds ``(b, 4, t, h, w)``
-  maps for ``cond["concat"]``: the image on frame 0, zeros elsewhere, plus an indicator
-  channel (1 on frame 0) so "no first frame" (all zeros) is distinguishable from a grey
-  image. A model trained with these maps *learns* to continue the image.
+  maps for ``cond["concat"]``: the image on every frame (as Stable Video Diffusion
+  concatenates its image latent to every frame; ``repeat=False``: frame 0 only, zeros
+  elsewhere) plus an indicator channel (1 on frame 0) that says which frame is pinned and
+  makes "no first frame" (all zeros) distinguishable from a grey image. A model trained
+  with these maps *learns* to continue the image.
 * **frame replacement during sampling** -- :func:`first_frame_hook` is an ``x0_hook`` for
   ``Diffusion.sample``: at every step frame 0 of the predicted clean clip is replaced by the
   image, and the sampler re-derives its noise from the edited x0, so the other frames are
@@ -32,7 +34,7 @@ __all__ = ["FIRST_FRAME_CHANNELS", "MOTION_DIM", "first_frame_maps", "first_fram
            "encode_motion", "measure_motion", "psnr", "ssim_lite", "first_frame_fidelity",
            "motion_diversity", "animate", "check_image", "motion_from_truth"]
 
-FIRST_FRAME_CHANNELS = 4   # rgb on frame 0 + indicator channel
+FIRST_FRAME_CHANNELS = 4   # rgb (the image) + indicator channel (1 on frame 0)
 MOTION_DIM = 6             # camera (dx, dy, present), object (dx, dy, present)
 
 
@@ -50,11 +52,19 @@ def check_image(image, name: str = "image", size: tuple[int, int] | None = None)
     return image
 
 
-def first_frame_maps(image: torch.Tensor, frames: int) -> torch.Tensor:
-    """Concat maps ``(b, 4, t, h, w)``: rgb of ``image (b, 3, h, w)`` on frame 0 + indicator."""
+def first_frame_maps(image: torch.Tensor, frames: int, repeat: bool = True) -> torch.Tensor:
+    """Concat maps ``(b, 4, t, h, w)``: rgb of ``image (b, 3, h, w)`` + indicator (frame 0).
+
+    repeat: the image on every frame (default) or on frame 0 only (zeros after). Why repeat:
+    with frame 0 only, every later frame must fetch the image's texture through the
+    temporal layers, and msh-first-frame trained that way let the background fade after
+    frame 0 and ignored camera-motion requests (a pan moves texture it no longer had);
+    repeated, every frame sees the image at full resolution and only has to move it.
+    """
     image = check_image(image)
     b, _, h, w = image.shape
     maps = image.new_zeros(b, FIRST_FRAME_CHANNELS, frames, h, w)
+    maps[:, :3] = image[:, :, None] if repeat else 0.0
     maps[:, :3, 0] = image
     maps[:, 3, 0] = 1.0
     return maps
