@@ -12,7 +12,8 @@ re-measured for every metric on the card. Sampling is seeded, so on the same CPU
 the numbers repeat exactly; another thread count or BLAS may move a sample or two, hence the
 tolerance (``--tol``, absolute, default 0.05 on accuracies and fractions; 10% relative on
 FVD-probe and other unbounded numbers). An autoencoder card is re-measured with
-``evaluate_autoencoder`` on the same 256 held-out clips.
+``evaluate_autoencoder`` on the same 256 held-out clips, and its ``round_trip_*`` metrics
+with ``metrics.floors.round_trip_floors``.
 
 Writes ``results/pretrained/reproduce.json`` (one row per card: card value, measured value,
 ok) and exits 1 when any metric is out of tolerance.
@@ -35,7 +36,7 @@ from viddiff_mini import pretrained  # noqa: E402
 AE_KEYS = {"psnr_db": "psnr_db", "object_psnr_db": "object_psnr_db",
            "probe_accuracy_reconstructed_101way": "probe_accuracy_reconstructed",
            "probe_accuracy_real_101way": "probe_accuracy_real"}
-BOUNDED = ("accuracy", "ceiling", "persistence", "drift", "_acc")   # fractions in [0, 1]
+BOUNDED = ("accuracy", "ceiling", "persistence", "drift", "_acc", "probe", "rel_error")  # fractions
 
 
 def within(name: str, card_value: float, measured: float, tol: float) -> bool:
@@ -53,7 +54,15 @@ def measure(name: str, quick: bool) -> dict:
         ae = pretrained.load(name)
         report = evaluate_autoencoder(ae, n=8 if quick else 256, frames=card["frames"],
                                       size=card["size"])
-        return {k: report[v] for k, v in AE_KEYS.items() if v in report}
+        out = {k: report[v] for k, v in AE_KEYS.items() if v in report}
+        if any(k.startswith("round_trip_") for k in card.get("metrics", {})):
+            # the control yardsticks on its round trip of real clips (metrics/floors.py)
+            from viddiff_mini.metrics.floors import round_trip_floors
+            small = dict(n_text=4, n_paths=4, n_physics=1, n_probe=1) if quick else {}
+            floors = round_trip_floors(name, **small)
+            out.update({f"round_trip_{k}": v for k, v in floors.items()
+                        if not k.startswith("real_") and isinstance(v, float)})
+        return out
     from viddiff_mini.evaluate import evaluate_run
     settings = dict(card.get("eval", {}))
     if quick:

@@ -27,7 +27,7 @@ def test_auto_is_cpu_without_cuda():
 
 def test_overrides_and_unknown_preset():
     assert get_preset("tiny", max_steps=3).max_steps == 3
-    with pytest.raises(ValueError, match="valid presets: tiny, cpu, cpu-class24, cpu-text, cpu-first-frame, cpu-trajectory, cpu-pixel, gpu, auto"):
+    with pytest.raises(ValueError, match="valid presets: tiny, cpu, cpu-class24, cpu-text, cpu-first-frame, cpu-trajectory, cpu-pixel, gpu, cpu-trajectory-t1, cpu-text-t1, auto"):
         get_preset("huge")
     with pytest.raises(ValueError, match="unknown field"):
         TrainConfig.from_dict({"nope": 1})
@@ -59,3 +59,15 @@ def test_sampling_guidance_is_the_runs_unless_given_and_none_at_scale_one():
     assert cfg.sampling_guidance(1.0) is None and cfg.sampling_guidance(1) is None
     assert get_preset("tiny", guidance=1.0).sampling_guidance() is None
     assert cfg.sampling_guidance({"text": 2.0}) == {"text": 2.0}
+
+
+def test_t1_presets_are_their_recipes_in_the_every_frame_latent_space():
+    from viddiff_mini import pretrained
+    from viddiff_mini.latent import load_latent
+
+    for base in ("cpu-trajectory", "cpu-text"):
+        t1, ref = get_preset(f"{base}-t1"), get_preset(base)
+        assert t1.latent == "msh-ae-t1" and ref.latent == "msh-ae"
+        assert {**t1.to_dict(), "latent": "msh-ae", "preset": base} == ref.to_dict(), base
+        assert "msh-ae-t1" in pretrained.names("autoencoder")
+        assert load_latent(t1).latent_shape(t1.frames, t1.size) == (8, 16, 16, 16)

@@ -13,13 +13,15 @@ from viddiff_mini.config import get_preset
 from viddiff_mini.train import load_run, sample_grid, train
 
 
-def test_the_latent_autoencoder_ships_and_reconstructs():
-    assert "msh-ae" in pretrained.names("autoencoder")
-    ae = pretrained.load("msh-ae")
+@pytest.mark.parametrize("name, latent", [("msh-ae", (8, 8, 16, 16)),         # 2x in time
+                                          ("msh-ae-t1", (8, 16, 16, 16))])   # every frame
+def test_the_latent_autoencoders_ship_and_reconstruct(name, latent):
+    assert name in pretrained.names("autoencoder")
+    ae = pretrained.load(name)
     assert ae.meta["frames"] == 16 and ae.meta["size"] == 32
     x = torch.rand(1, 3, 16, 32, 32) * 2 - 1
     z = ae.encode(x)
-    assert tuple(z.shape) == (1, *ae.latent_shape(16, 32))
+    assert tuple(z.shape) == (1, *ae.latent_shape(16, 32)) == (1, *latent)
     assert tuple(ae.decode(z).shape) == tuple(x.shape)
 
 

@@ -103,13 +103,12 @@ def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
     if objects:
         from viddiff_mini.metrics.objects import object_report
         report.update(object_report(samples, global_labels, real, real_labels))
-    from viddiff_mini.latent import load_latent
+    from viddiff_mini.latent import load_latent, round_trip
     ae = load_latent(cfg, device)
     if ae is not None:
         # the autoencoder's round trip of the same real clips: what a latent model's decoded
         # samples could score at best (the decoder's own blur and colour shifts included)
-        rec = torch.cat([ae.decode(ae.encode(real[i:i + batch].to(device).float()))
-                         .clamp(-1, 1).cpu() for i in range(0, len(real), batch)])
+        rec = round_trip(ae, real, batch)
         report["ae_ceiling"] = probe_accuracy(probe, rec, real_labels)["accuracy"]
         report["ae_ceiling_in_run_classes"] = probe_accuracy(probe, rec, real_labels,
                                                              restrict_to=ids)["accuracy"]

@@ -74,6 +74,16 @@ def load_latent(cfg, device: torch.device | str = "cpu") -> VideoAutoencoder | N
     return ae
 
 
+@torch.no_grad()
+def round_trip(ae: VideoAutoencoder, videos: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """``ae.decode(ae.encode(videos))`` clamped to [-1, 1], in batches, on ``videos``'
+    device: ``(n, 3, t, h, w)`` -> the same shape. On real clips, the most a latent model's
+    decoded samples can show (the decoder's blur, colour shifts and motion included)."""
+    dev = next(ae.parameters()).device
+    return torch.cat([ae.decode(ae.encode(videos[i:i + batch].to(dev).float())).clamp(-1, 1)
+                      .to(videos.device) for i in range(0, len(videos), batch)])
+
+
 def data_shape(cfg) -> tuple[int, int, int, int]:
     """(c, t, h, w) of what the diffusion model sees: pixels or the autoencoder's latent."""
     ae = load_latent(cfg)

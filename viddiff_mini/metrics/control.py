@@ -229,14 +229,13 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
     colors = object_colors(truth)
     report: dict = {"conditions": conds, "n": int(labels.numel()), "steps": steps,
                     "sampler": sampler}
-    from viddiff_mini.latent import load_latent
+    from viddiff_mini.latent import load_latent, round_trip
     ae = load_latent(cfg, "cpu")
     # a latent model's samples are decoded clips: the autoencoder's round trip of the real
     # clips is the best they can score, so each yardstick below also gets an ``ae_`` twin
     # (msh-ae, 2x in time and per side, returns a fast fall as a staircase and shifts some
     # object colours: gravity ~60% off and caption colour ~80% on its round trip)
-    rec = None if ae is None else \
-        ae.decode(ae.encode(truth["video"].float())).clamp(-1, 1)
+    rec = None if ae is None else round_trip(ae, truth["video"])
     if "trajectory" in conds:
         te = trajectory_error_px(x, truth["trajectories"], colors)
         report["trajectory_error_px"], report["trajectory_found"] = te["mean"], te["found"]
