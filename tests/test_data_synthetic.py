@@ -116,6 +116,34 @@ def test_camera_pan_flow_moves_the_background():
     assert _warp_error(v, fl, everywhere) < 0.03
 
 
+def test_virtual_pans_move_the_camera_and_keep_the_objects_own_motion():
+    from viddiff_mini.control.animate import measure_motion, motion_from_truth
+    idx = [S.find_clip("MoveRightSquare", split="test"), S.find_clip("SpinSquare", split="test")]
+    plain = S.render_batch(idx, frames=12, size=32, truth=True)
+    panned = S.render_batch(idx, frames=12, size=32, truth=True, pans=[[0.3, 0.0], [0.0, 0.0]])
+    assert torch.equal(plain["video"][1], panned["video"][1]), "a zero pan changes nothing"
+    assert panned["caption"] == plain["caption"]
+    cam0, obj0 = motion_from_truth(plain)
+    cam1, obj1 = motion_from_truth(panned)
+    # 0.3 frame widths over 11 frame steps: the background moves left 0.3 * 32 / 11 px/frame
+    assert cam1[0].tolist() == pytest.approx([-0.3 * 32 / 11, 0.0], abs=1e-4)
+    torch.testing.assert_close(obj1, obj0)        # the object's own (world) motion is kept
+    # and the pixels say the same: flow splits into the pan and the object's motion
+    got = measure_motion(panned["video"][0], panned["masks"][0, :1])
+    assert got["camera"][0] == pytest.approx(-0.3 * 32 / 11, abs=0.1)
+    assert got["object"][0] == pytest.approx(float(obj0[0, 0]), abs=0.1)
+    with pytest.raises(ValueError, match=r"pans: expected .* shape \(2, 2\)"):
+        S.render_batch(idx, frames=12, size=32, pans=[[0.3, 0.0]])
+
+
+def test_virtual_pan_copies_are_fixed_and_alternate_left_and_right():
+    assert S.virtual_pan(5, 0) == (0.0, 0.0)
+    left, right = S.virtual_pan(5, 1), S.virtual_pan(5, 2)
+    assert -0.32 <= left[0] <= -0.22 and 0.22 <= right[0] <= 0.32 and left[1] == right[1] == 0
+    assert S.virtual_pan(5, 1) == left and S.virtual_pan(6, 1) != left
+    assert S.virtual_pan(5, 1, seed=1) != left
+
+
 def test_dataset_items_keys_and_shapes():
     ds = S.MovingShapes101("test", fold=2, frames=6, size=24, classes=["BounceCircle", 3])
     assert len(ds) > 0 and all(S.clip_index_table()[i][0] in {S.CLASS_NAMES.index("BounceCircle"), 3}

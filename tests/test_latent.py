@@ -193,6 +193,24 @@ def test_classes_by_name_set_num_classes_and_relabel_batches():
     assert names == batch["class_name"]          # run label k is CLASSES[k]
 
 
+def test_virtual_pans_add_panned_copies_of_every_clip_to_the_pool():
+    plain = ShapesSource(get_preset("tiny", classes=CLASSES), torch.device("cpu"), truth=True)
+    src = ShapesSource(get_preset("tiny", classes=CLASSES, virtual_pans=2), torch.device("cpu"),
+                       truth=True)
+    assert src.pool == [i * 3 + c for i in plain.pool for c in range(3)]
+    codes = [plain.pool[0] * 3 + c for c in range(3)]                 # one clip, three cameras
+    batch = next(src.batches(StepBatches(codes, 3, 0, 0, 1)))
+    from viddiff_mini.control.animate import motion_from_truth
+    order = StepBatches(codes, 3, 0, 0, 1).global_indices(0)
+    cam, _ = motion_from_truth(batch)
+    for code, c in zip(order, cam[:, 0].tolist()):
+        sign = {0: 0, 1: 1, 2: -1}[code % 3]      # a pan left moves the background right
+        assert (c > 0.3) if sign > 0 else (c < -0.3) if sign < 0 else abs(c) < 1e-6, (code, c)
+    assert len(set(batch["class_name"])) == 1 and batch["label"].unique().numel() == 1
+    with pytest.raises(ValueError, match="virtual_pans"):
+        get_preset("tiny", virtual_pans=-1)
+
+
 def test_latents_are_cached_per_clip_and_equal_encoding_the_batch(ae_run):
     from viddiff_mini.latent import load_latent
     cfg = latent_cfg(ae_run)

@@ -41,6 +41,7 @@ class TrainConfig:
     temporal_loss: str = "none"     # a name in analysis.consistency.TEMPORAL_LOSSES
     temporal_weight: float = 0.0
     object_weight: float = 0.0      # extra loss weight where objects are (MovingShapes masks)
+    virtual_pans: int = 0           # MovingShapes: each clip also under this many camera pans
     # ---- optimisation ------------------------------------------------------------------
     batch_size: int = 8             # global batch (split across DDP ranks)
     lr: float = 2e-4
@@ -66,6 +67,9 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        if not (isinstance(self.virtual_pans, int) and self.virtual_pans >= 0):
+            raise ValueError(f"virtual_pans: expected an int >= 0 (panned copies of each "
+                             f"clip), got {self.virtual_pans!r}")
         if self.classes:
             from viddiff_mini.data.synthetic import class_ids_of
             class_ids_of(self.classes)      # unknown names refused here, with the names

@@ -131,7 +131,15 @@ class ShapesSource:
         self._latents: dict[int, torch.Tensor] = {}
         table = synthetic.clip_index_table()
         ids = cfg.class_ids()
-        self.pool = [i for i in synthetic.split_indices("train", cfg.fold) if table[i][0] in ids]
+        clips = [i for i in synthetic.split_indices("train", cfg.fold) if table[i][0] in ids]
+        # virtual camera pans: with cfg.virtual_pans = K every clip also appears K more times
+        # under a pan (synthetic.virtual_pan). Why: in MovingShapes only the Pan clips move
+        # the camera, and their object is still, so a first-frame model can tell camera from
+        # object motion by the image alone and ignore the motion request; panned copies show
+        # every motion under every camera. A pool entry codes (clip, copy) as
+        # clip * (K + 1) + copy (copy 0 = the clip itself), so K = 0 is the plain pool.
+        self.copies = cfg.virtual_pans + 1
+        self.pool = [i * self.copies + c for i in clips for c in range(self.copies)]
         # data-set class id -> run label (the run's classes may be any subset, in any order)
         self.to_run_label = torch.full((synthetic.NUM_CLASSES,), -1, dtype=torch.long)
         self.to_run_label[ids] = torch.arange(len(ids))
@@ -139,9 +147,15 @@ class ShapesSource:
 
     def batches(self, sampler: StepBatches):
         to_run_label = self.to_run_label.to(self.device)  # one copy, not one per step
+        from viddiff_mini.data.synthetic import virtual_pan
+
         for idx in sampler:
-            batch = self._render(idx, frames=self.cfg.frames, size=self.cfg.size,
-                                 seed=self.cfg.seed, device=self.device, truth=self.truth)
+            clips = [code // self.copies for code in idx]
+            pans = None if self.copies == 1 else \
+                [virtual_pan(code // self.copies, code % self.copies, self.cfg.seed) for code in idx]
+            batch = self._render(clips, frames=self.cfg.frames, size=self.cfg.size,
+                                 seed=self.cfg.seed, device=self.device, truth=self.truth,
+                                 pans=pans)
             if self.cfg.classes:
                 batch["label"] = to_run_label[batch["label"]]
             if self.encoder is not None:
@@ -227,6 +241,10 @@ def make_source(cfg: TrainConfig, device: torch.device, encoder=None):
              or cfg.object_weight > 0)
     if kind == "shapes":
         return ShapesSource(cfg, device, truth, encoder)
+    if cfg.virtual_pans:
+        raise ValueError(f"virtual_pans {cfg.virtual_pans}: virtual camera pans are rendered "
+                         f"into MovingShapes clips; --data {cfg.data} is real video (pass "
+                         f"--virtual-pans 0)")
     if cfg.object_weight > 0:
         raise ValueError(f"object_weight {cfg.object_weight}: needs MovingShapes' object masks; "
                          f"--data {cfg.data} has none (pass --object-weight 0)")
@@ -718,6 +736,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temporal-weight", type=float)
     p.add_argument("--object-weight", type=float,
                    help="extra loss weight where objects are (MovingShapes masks; 0 = off)")
+    p.add_argument("--virtual-pans", type=int,
+                   help="MovingShapes: also show each clip under K virtual camera pans "
+                        "(teaches a first-frame model camera vs object motion; 0 = off)")
     p.add_argument("--compile", dest="compile", action="store_true", default=None)
     p.add_argument("--no-compile", dest="compile", action="store_false")
     p.add_argument("--grad-checkpoint", action="store_true", default=None)
@@ -733,7 +754,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                       ("batch", "batch_size"), ("lr", "lr"), ("latent", "latent"),
                       ("frames", "frames"), ("size", "size"), ("temporal_loss", "temporal_loss"),
                       ("temporal_weight", "temporal_weight"), ("compile", "compile"),
-                      ("object_weight", "object_weight"),
+                      ("object_weight", "object_weight"), ("virtual_pans", "virtual_pans"),
                       ("grad_checkpoint", "grad_checkpoint"), ("seed", "seed")]:
         value = getattr(args, arg, None)
         if value is not None:

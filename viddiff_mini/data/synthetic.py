@@ -495,8 +495,14 @@ def _check_render_args(frames: int, size: int) -> None:
 
 def render_batch(indices, frames: int = 16, size: int = 64, seed: int = 0,
                  device: str | torch.device = "cpu", truth: bool = False,
-                 chunk: int = 32) -> dict:
+                 chunk: int = 32, pans=None) -> dict:
     """Render clips ``indices`` of MovingShapes-101.
+
+    pans: optional ``(b, 2)`` extra camera travel per clip, (x, y) in frame widths over the
+    whole clip (a PanLeft clip travels 0.22-0.32): a *virtual camera* added to the clip's
+    own, so any motion can be seen with any camera. The background is procedural, so the
+    pan has no seam; objects, masks, flow and the ``camera`` truth move with it; captions
+    are not changed.
 
     Returns a dict with ``video`` (b, 3, t, h, w) float in [-1, 1] and ``label`` (b,) long, on
     ``device``; with ``truth=True`` also ``trajectories`` (b, k, t, 2) pixel centres (x, y) on
@@ -524,9 +530,18 @@ def render_batch(indices, frames: int = 16, size: int = 64, seed: int = 0,
                    camera=torch.empty(n, T, 2, device=device),
                    light=torch.empty(n, T, device=device),
                    caption=[], action_spans=[], physics=[])
+    if pans is not None:
+        pans = np.asarray(torch.as_tensor(pans, dtype=torch.float64).cpu())
+        if pans.shape != (n, 2) or not np.isfinite(pans).all():
+            raise ValueError(f"pans: expected finite (x, y) camera travel per clip, shape "
+                             f"({n}, 2), got shape {tuple(pans.shape)}")
+    ramp = np.linspace(0.0, 1.0, T)[:, None]                      # (t, 1): a constant-speed pan
     for start in range(0, n, chunk):
         idx = indices[start:start + chunk]
         scenes, styles, bgs = zip(*[make_scene(i, frames, seed) for i in idx])
+        if pans is not None:
+            for sc, pan in zip(scenes, pans[start:start + chunk]):
+                sc.camera = sc.camera + ramp * pan
         dest = {k: v[start:start + chunk] for k, v in out.items() if isinstance(v, torch.Tensor)}
         _render_chunk(list(scenes), list(styles), list(bgs), size, device, truth, dest,
                       labels=[table[i][0] for i in idx])
@@ -538,6 +553,18 @@ def render_batch(indices, frames: int = 16, size: int = 64, seed: int = 0,
         out["class_name"] = [CLASS_NAMES[table[i][0]] for i in indices]
         out["group"] = [table[i][1] for i in indices]
     return out
+
+
+def virtual_pan(index: int, copy: int, seed: int = 0) -> tuple[float, float]:
+    """Camera travel ``(x, y)`` in frame widths of the ``copy``-th virtual pan of clip
+    ``index`` (``render_batch(..., pans=...)``): horizontal like the Pan classes, 0.22-0.32
+    of the frame over the clip, left for odd ``copy`` and right for even; copy 0 = no pan.
+    A pure function of ``(index, copy, seed)``, so a panned copy is always the same clip."""
+    if copy == 0:
+        return (0.0, 0.0)
+    g = torch.Generator().manual_seed(_mix64(11, index * 97 + copy, seed) % (2**63))
+    dist = 0.22 + 0.10 * float(torch.rand((), generator=g))
+    return (-dist if copy % 2 else dist, 0.0)
 
 
 # --------------------------------------------------------------------------- dataset
