@@ -299,8 +299,8 @@ def multimodal_cond(caption: str | None, trajectory, reference: torch.Tensor | N
       (no caption: ``n = 1``, a zero token, mask and keep False);
     * ``concat (1, 6, frames, size, size)``: channels 0-1 = Gaussian heatmaps (``sigma``) of
       objects 0 and 1 (zeros for a missing object or no trajectory), channels 2-4 = the
-      reference's first frame on frame 0 (zeros elsewhere), channel 5 = 1 on frame 0 when a
-      reference is given; ``concat_keep`` = trajectory OR reference given (the keep bits of
+      reference's first frame on every frame (as ``control.animate.first_frame_maps``
+      builds it), channel 5 = 1 on frame 0 when a reference is given; ``concat_keep`` = trajectory OR reference given (the keep bits of
       the two controls sharing this input combine with OR);
     * ``vector (1, STYLE_DIM + 1)``: the reference's style code
       (``viddiff_mini.control.style.style_code``) then a presence flag 1; zeros without a

@@ -600,10 +600,13 @@ def test_multimodal_cond_each_control_reaches_only_its_inputs(answers):
             f"it changed {sorted(got)}")
         for key in ("context_keep", "concat_keep", "vector_keep"):
             assert c[key].tolist() == [True], f"every control given: {key} must be [True]"
-    moved = (other_ref["concat"] - base["concat"]).abs().amax(dim=(0, 1, 3, 4))   # per frame
-    assert moved[0] > 0 and (moved[1:] == 0).all(), (
-        f"the reference enters the concat input as an image on frame 0 only; a different "
-        f"reference changed frames {moved.nonzero().flatten().tolist()}")
+    moved = (other_ref["concat"] - base["concat"]).abs().amax(dim=(0, 3, 4))  # (channel, frame)
+    assert (moved[2:5] > 0).all() and (moved[[0, 1, 5]] == 0).all(), (
+        f"the reference's first frame enters concat channels 2-4 on every frame (the "
+        f"indicator, channel 5, marks frame 0 whatever the image); a different reference "
+        f"changed (channel, frame) {moved.nonzero().tolist()}")
+    assert torch.equal(base["concat"][0, 2:5], ref[:, 0, None].expand(-1, 6, -1, -1)), (
+        "channels 2-4: the reference's frame 0 on every frame")
 
 
 @pytest.mark.points(2)
