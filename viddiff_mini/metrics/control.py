@@ -27,7 +27,9 @@ text_order_acc / clipsim   sample (:func:`~viddiff_mini.control.text.
 
 Each comes with its yardstick: ``real_<metric>``, the same measurement on the real clips
 (the tracker's and colour namer's own floor), and for a latent model ``ae_<metric>``, on
-the autoencoder's round trip of those real clips (the most decoded samples can score).
+the autoencoder's round trip of those real clips: what a generator that reproduced their
+latents would score (a cap where the decoder cannot express something, such as msh-ae's
+fast falls; not where cleaner latents help, such as colour: see ``metrics/floors.py``).
 
 :func:`evaluate_controls` samples a model trained with control conditions (``viddiff train
 --conditions ...``) on test clips, giving it the clips' own ground-truth controls, and
@@ -199,7 +201,7 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
     every metric is measured on the decoded clips, and the real-clip yardsticks of
     trajectory, text and gravity get an ``ae_`` twin measured on the autoencoder's round
     trip of the same real clips (``ae_trajectory_error_px``, ``ae_text_color_acc``, ...,
-    ``ae_gravity_rel_error``): the best decoded samples can score.
+    ``ae_gravity_rel_error``).
     """
     from viddiff_mini.control.compose import (
         ControlGuidance,
@@ -231,10 +233,10 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
                     "sampler": sampler}
     from viddiff_mini.latent import load_latent, round_trip
     ae = load_latent(cfg, "cpu")
-    # a latent model's samples are decoded clips: the autoencoder's round trip of the real
-    # clips is the best they can score, so each yardstick below also gets an ``ae_`` twin
-    # (msh-ae, 2x in time and per side, returns a fast fall as a staircase and shifts some
-    # object colours: gravity ~60% off and caption colour ~80% on its round trip)
+    # a latent model's samples are decoded clips, so each yardstick below also gets an
+    # ``ae_`` twin on the autoencoder's round trip of the real clips (msh-ae, 2x in time and
+    # per side, returns a fast fall as a staircase and shifts some object colours: gravity
+    # ~60% off and caption colour ~80% on its round trip; metrics/floors.py)
     rec = None if ae is None else round_trip(ae, truth["video"])
     if "trajectory" in conds:
         te = trajectory_error_px(x, truth["trajectories"], colors)
