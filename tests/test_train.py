@@ -98,6 +98,21 @@ def test_existing_run_folder_is_refused_without_resume_or_force(tmp_path):
         train(replace(cfg, lr=5e-3), tmp_path / "run", resume=True, progress=False)
 
 
+def test_a_run_from_before_a_new_config_field_still_resumes(tmp_path):
+    # runs saved before TrainConfig gained a field (virtual_pans, 2026-12-04) lack it in
+    # config.json; they had its default, so --resume continues them
+    import json
+    train(tiny(max_steps=2), tmp_path / "run", progress=False)
+    path = tmp_path / "run" / "config.json"
+    old = json.loads(path.read_text())
+    del old["virtual_pans"]
+    path.write_text(json.dumps(old))
+    assert train(tiny(max_steps=3), tmp_path / "run", resume=True, progress=False)["step"] == 3
+    with pytest.raises(ValueError, match="virtual_pans"):
+        path.write_text(json.dumps(old))
+        train(tiny(max_steps=4, virtual_pans=1), tmp_path / "run", resume=True, progress=False)
+
+
 def test_load_run_gives_ema_model_that_samples(tmp_path):
     train(tiny(max_steps=2), tmp_path / "run", progress=False)
     model, diffusion, cfg = load_run(tmp_path / "run")

@@ -401,6 +401,10 @@ def prepare_run_dir(cfg: TrainConfig, out: Path, resume: bool, force: bool, rank
                 f"{out}: already holds a run; pass --resume to continue it or --force to "
                 f"start over (which overwrites it)")
         new = _normalise(cfg.to_dict())
+        # a field added to TrainConfig after the run began is missing from its config.json;
+        # new fields default to the old behaviour, so the run had the default
+        defaults = _normalise(TrainConfig().to_dict())
+        old = {**{k: defaults[k] for k in new if k not in old and k in defaults}, **old}
         ignore = {"max_steps", "time_limit_min", "sample_every", "log_every", "ckpt_every",
                   "num_workers", "compile"}
         diff = {k: (old.get(k), v) for k, v in new.items()
