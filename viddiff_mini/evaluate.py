@@ -106,8 +106,8 @@ def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
     from viddiff_mini.latent import load_latent, round_trip
     ae = load_latent(cfg, device)
     if ae is not None:
-        # the autoencoder's round trip of the same real clips: what a latent model's decoded
-        # samples could score at best (the decoder's own blur and colour shifts included)
+        # the autoencoder's round trip of the same real clips: what a latent model that
+        # reproduced their latents would score (the decoder's blur and colour shifts included)
         rec = round_trip(ae, real, batch)
         report["ae_ceiling"] = probe_accuracy(probe, rec, real_labels)["accuracy"]
         report["ae_ceiling_in_run_classes"] = probe_accuracy(probe, rec, real_labels,

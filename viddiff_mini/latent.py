@@ -77,8 +77,9 @@ def load_latent(cfg, device: torch.device | str = "cpu") -> VideoAutoencoder | N
 @torch.no_grad()
 def round_trip(ae: VideoAutoencoder, videos: torch.Tensor, batch: int = 64) -> torch.Tensor:
     """``ae.decode(ae.encode(videos))`` clamped to [-1, 1], in batches, on ``videos``'
-    device: ``(n, 3, t, h, w)`` -> the same shape. On real clips, the most a latent model's
-    decoded samples can show (the decoder's blur, colour shifts and motion included)."""
+    device: ``(n, 3, t, h, w)`` -> the same shape. On real clips: what a latent model that
+    reproduced their latents would show (the decoder's blur, colour shifts and motion
+    included; metrics/floors.py)."""
     dev = next(ae.parameters()).device
     return torch.cat([ae.decode(ae.encode(videos[i:i + batch].to(dev).float())).clamp(-1, 1)
                       .to(videos.device) for i in range(0, len(videos), batch)])

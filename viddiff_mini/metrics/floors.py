@@ -79,7 +79,8 @@ def round_trip_floors(latent: str, n_text: int = 32, n_paths: int = 32, n_physic
                                cfg.size)
     phys = [i for i, p in enumerate(b["physics"]) if p.get("gravity", 0) > 0]
     g = [b["physics"][i]["gravity"] for i in phys]
-    fallers = [object_colors(b)[i][0] for i in phys]
+    colors = object_colors(b)
+    fallers = [colors[i][0] for i in phys]
     real = b["video"][phys].float()
     out["gravity_rel_error"] = gravity_error(round_trip(ae, real), g, fallers)["rel_error"]
     out["real_gravity_rel_error"] = gravity_error(real, g, fallers)["rel_error"]
