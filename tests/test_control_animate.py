@@ -100,3 +100,36 @@ def test_psnr_ssim_and_diversity():
     assert A.motion_diversity(v) > 0 and A.motion_diversity(v[:1].expand(3, -1, -1, -1, -1)) == 0
     with pytest.raises(ValueError, match="2 samples"):
         A.motion_diversity(v[:1])
+
+
+def test_first_frame_maps_follow_the_requested_camera(clips):
+    """camera=v: frame k of the repeated image is the image moved by k*v (what a pan shows);
+    frame 0 and the indicator stay as without it; a still camera changes nothing."""
+    img = clips["video"][:2, :, 0]
+    plain = A.first_frame_maps(img, 6)
+    assert torch.equal(A.first_frame_maps(img, 6, camera=torch.zeros(2, 2)), plain)
+    m = A.first_frame_maps(img, 6, camera=torch.tensor([[1.0, 0.0], [0.0, -2.0]]))
+    assert torch.equal(m[:, :3, 0], img) and torch.equal(m[:, 3], plain[:, 3])
+    # whole-pixel shifts are exact away from the border that the pan uncovers
+    assert torch.allclose(m[0, :3, 3, :, 3:], img[0, :, :, :-3], atol=1e-5), "3 px right by frame 3"
+    assert torch.allclose(m[1, :3, 2, :-4], img[1, :, 4:], atol=1e-5), "4 px up by frame 2"
+    assert torch.allclose(m[0, :3, 3, :, :3], img[0, :, :, :1].expand(-1, -1, 3), atol=1e-5), \
+        "the uncovered edge repeats the border"
+    with pytest.raises(ValueError, match="camera"):
+        A.first_frame_maps(img, 6, camera=torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="repeat"):
+        A.first_frame_maps(img, 6, repeat=False, camera=torch.zeros(2, 2))
+
+
+def test_encode_values_warps_by_the_camera_part_only_when_asked(clips):
+    from viddiff_mini.control.compose import encode_values
+    img = clips["video"][:3, :, 0]
+    motion = torch.stack([A.encode_motion(camera=[1.0, 0.0]), A.encode_motion(obj=[1.0, 0.0]),
+                          A.encode_motion()])
+    warped, _ = encode_values({"first_frame": (img, motion)}, ["first_frame"], 3, 6, 16)
+    plain, _ = encode_values({"first_frame": (img, motion)}, ["first_frame"], 3, 6, 16,
+                             camera_warp=False)
+    assert torch.equal(plain["concat"], A.first_frame_maps(img, 6))
+    assert not torch.equal(warped["concat"][0], plain["concat"][0]), "camera request: warped"
+    assert torch.equal(warped["concat"][1:], plain["concat"][1:]), \
+        "object motion or no request: the image stays put"

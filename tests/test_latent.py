@@ -157,11 +157,16 @@ def test_pixel_aligned_controls_train_in_latent_space_folded_onto_its_grid(ae_ru
     rep = evaluate_controls(model, diffusion, cfg2, n=3, steps=2)
     assert {"trajectory_error_px", "first_frame_psnr_db", "motion_split_acc"} <= set(rep)
     assert 0 <= rep["motion_split_acc"] <= 1 and rep["motion_n"] == 6
+    # the requests against the image (-v) are asked too, and the strict test covers all four
+    assert 0 <= rep["motion_split_acc_against"] <= 1 and rep["motion_followed_n"] == 12
+    assert 0 <= rep["motion_followed_acc"] <= 1
+    assert {"against_object_request_object_err_px", "against_camera_request_camera_err_px"} <= set(rep)
     # frame replacement runs through the decoder too (how close frame 0 gets is the
     # round trip's business: this 8-step test autoencoder reconstructs at ~13 dB)
     assert 0 < rep["first_frame_psnr_db_replaced"] < 100, rep
     # the yardstick: camera and object motion are told apart on the real clips
     assert rep["real_motion_split_acc"] == 1.0 and rep["real_trajectory_error_px"] < 1.0
+    assert rep["real_motion_followed_acc"] >= 0.9, rep
     # drag editing on a latent model: blended through the decoder, unedited pixels pasted
     assert rep["masked_psnr_db"] == float("inf") and rep["masked_psnr_decoded_db"] > 0
 

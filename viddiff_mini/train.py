@@ -304,8 +304,11 @@ def make_cond(cfg: TrainConfig, batch: dict, g: torch.Generator, device: torch.d
         keep = torch.rand(cfg.batch_size, generator=g, device=g.device) >= cfg.cond_drop
         return {"label": batch["label"].to(device), "label_keep": keep[rank::world].to(device)}
     from viddiff_mini.control.compose import build_cond
+    # Training keeps the first frame's repeated maps unwarped (camera_warp=False): the
+    # shipped first-frame recipes learned from that layout, and sampling warps them by the
+    # requested camera motion (control/animate.py first_frame_maps says why).
     return build_cond(cfg.conditions, batch, device, drop_p=cfg.cond_drop, generator=g,
-                      rank=rank, world=world)
+                      rank=rank, world=world, camera_warp=False)
 
 
 def make_diffusion(cfg: TrainConfig):

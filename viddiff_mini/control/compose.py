@@ -64,7 +64,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .animate import FIRST_FRAME_CHANNELS, MOTION_DIM, check_image, encode_motion, first_frame_maps
+from .animate import (FIRST_FRAME_CHANNELS, MOTION_DIM, MOTION_SCALE, check_image, encode_motion,
+                      first_frame_maps)
 from .attributes import ATTRIBUTE_COLORS, attribute_dim, encode_attributes
 from .style import STYLE_DIM, style_code
 from .trajectory import TrajectoryReport, check_trajectories, displacement_maps, trajectory_heatmaps
@@ -289,8 +290,8 @@ def _pad_objects(traj: torch.Tensor) -> torch.Tensor:
 
 
 def encode_values(values: dict, conditions, b: int, frames: int, size, device="cpu",
-                  keep: dict | None = None, route: str = "input", text_dim: int = TEXT_DIM
-                  ) -> tuple[dict, Layout]:
+                  keep: dict | None = None, route: str = "input", text_dim: int = TEXT_DIM,
+                  camera_warp: bool = True) -> tuple[dict, Layout]:
     """Controls in *batch form* -> ``(cond, layout)``.
 
     values: ``{control: value}`` for the controls present (a control of ``conditions``
@@ -298,8 +299,11 @@ def encode_values(values: dict, conditions, b: int, frames: int, size, device="c
     list of b captions; ``trajectory (b, k<=2, t, 2)`` px (NaN = absent);
     ``first_frame`` = ``(image (b, 3, h, w), motion (b, 6))``; ``style (b, STYLE_DIM)``;
     ``attributes (b, attribute_dim())``. keep: ``{control: (b,) bool}`` per-control keep
-    bits (default all True). Returns the model's cond dict and the layout (with the token
-    range of each context control in ``layout.tokens``).
+    bits (default all True). camera_warp: the first frame's repeated maps follow its
+    requested camera motion (see :func:`~viddiff_mini.control.animate.first_frame_maps`;
+    training passes False, the layout the shipped first-frame recipes learned from).
+    Returns the model's cond dict and the layout (with the token range of each context
+    control in ``layout.tokens``).
     """
     lay = make_layout(conditions, route, text_dim)
     h, w = (size, size) if isinstance(size, int) else size
@@ -337,7 +341,11 @@ def encode_values(values: dict, conditions, b: int, frames: int, size, device="c
             if c == "trajectory":
                 m = _trajectory_maps(_pad_objects(values[c].to(device).float()), h, w)
             else:
-                m = first_frame_maps(values[c][0].to(device).float(), t)
+                image, motion = values[c][0].to(device).float(), values[c][1].to(device).float()
+                camera = None
+                if camera_warp:   # (dx, dy, present) of the camera part; unspecified = still
+                    camera = motion[:, 0:2] * MOTION_SCALE * (motion[:, 2:3] > 0.5)
+                m = first_frame_maps(image, t, camera=camera)
             maps[:, sl] = masked(c, m)
         cond["concat"] = maps
         cond["concat_keep"] = torch.stack([bits[c] for c in lay.concat]).any(0)
@@ -394,7 +402,8 @@ def _attribute_groups() -> list[tuple[int, int]]:
 
 def build_cond(conditions, batch: dict, device="cpu", drop_p: float = 0.0,
                generator: torch.Generator | None = None, route: str = "input",
-               rank: int = 0, world: int = 1, return_layout: bool = False):
+               rank: int = 0, world: int = 1, return_layout: bool = False,
+               camera_warp: bool = True):
     """Training conditions from a ground-truth batch (``render_batch(..., truth=True)``).
 
     Every control of ``conditions`` is read from the batch's ground truth: label; text =
@@ -406,6 +415,8 @@ def build_cond(conditions, batch: dict, device="cpu", drop_p: float = 0.0,
     clips); when ``drop_p > 0`` single attributes and the two motion parts are also left out
     with probability 0.3 each, so the model learns partial requests. Returns the cond dict
     (and its :class:`Layout`, needed by :class:`ControlGuidance`, with ``return_layout``).
+    camera_warp: as in :func:`encode_values` (sampling from ground truth: True; the
+    trainer passes False).
     """
     conditions = check_conditions(conditions)
     if not (0.0 <= float(drop_p) <= 1.0):
@@ -459,7 +470,8 @@ def build_cond(conditions, batch: dict, device="cpu", drop_p: float = 0.0,
         for c in conditions:   # canonical order: a seed gives the same masks
             u = torch.rand(b * world, generator=generator)
             keep[c] = (u >= drop_p)[rank::world]
-    cond, lay = encode_values(values, conditions, b, t, (h, w), device, keep, route)
+    cond, lay = encode_values(values, conditions, b, t, (h, w), device, keep, route,
+                              camera_warp=camera_warp)
     return (cond, lay) if return_layout else cond
 
 
@@ -661,15 +673,17 @@ def spec_to_values(spec: dict, conditions, frames: int, size, batch_size: int | 
 
 def cond_for_spec(spec: dict, conditions, frames: int, size, batch_size: int | None = None,
                   device="cpu", route: str = "input", out_of_frame: str = "error",
-                  max_speed: float | None = None) -> dict:
+                  max_speed: float | None = None, camera_warp: bool = True) -> dict:
     """The model's cond dict for a user request ``spec`` (see :func:`spec_to_values`).
 
     Controls of ``conditions`` that the spec leaves out are dropped (the model's null
     inputs), so any subset works with a model trained with condition dropout.
+    camera_warp: as in :func:`encode_values`.
     """
     values, b, _, _ = spec_to_values(spec, conditions, frames, size, batch_size,
                                      out_of_frame, max_speed)
-    return encode_values(values, conditions, b, frames, size, device, None, route)[0]
+    return encode_values(values, conditions, b, frames, size, device, None, route,
+                         camera_warp=camera_warp)[0]
 
 
 def drop_controls(cond: dict, layout: Layout, names) -> dict:
@@ -1014,18 +1028,21 @@ class ComposedControl:
 def compose(spec: dict, conditions, frames: int, size, batch_size: int | None = None,
             guidance=None, policy: str = "priority", route: str = "input", device="cpu",
             out_of_frame: str = "error", max_speed: float | None = None,
-            down_weight: float = 0.25) -> ComposedControl:
+            down_weight: float = 0.25, camera_warp: bool = True) -> ComposedControl:
     """One interface for any combination of controls: check, resolve conflicts, encode.
 
     spec: the request (:func:`spec_to_values`); conditions: what the model was trained
     with; guidance: None, a float or ``{control: scale}``; policy: conflict resolution
-    (:func:`resolve_conflicts`). Returns a :class:`ComposedControl` whose ``.sample(model,
-    diffusion)`` generates the clips and whose ``.report`` says what was found and done.
+    (:func:`resolve_conflicts`); camera_warp: the first frame's maps follow the requested
+    camera motion (:func:`encode_values`). Returns a :class:`ComposedControl` whose
+    ``.sample(model, diffusion)`` generates the clips and whose ``.report`` says what was
+    found and done.
     """
     hw = (size, size) if isinstance(size, int) else tuple(size)
     spec, guidance, rep = resolve_conflicts(spec, guidance, policy, down_weight, hw)
     values, b, notes, traj_rep = spec_to_values(spec, conditions, frames, hw, batch_size,
                                                 out_of_frame, max_speed)
     rep.notes += notes
-    cond, lay = encode_values(values, conditions, b, frames, hw, device, None, route)
+    cond, lay = encode_values(values, conditions, b, frames, hw, device, None, route,
+                              camera_warp=camera_warp)
     return ComposedControl(cond, lay, guidance, rep, b, frames, hw, traj_rep)

@@ -314,15 +314,23 @@ def motion_request_report(model, diffusion, cfg, n: int = 8, steps: int = 20, se
                           guidance=None, sampler: str = "ddim", device=None) -> dict:
     """Camera vs object motion on request (11.3.2), for a ``first_frame`` model.
 
-    The first frames of ``n`` test clips of the run's ``Move*`` classes are animated twice:
-    once asking for their true object velocity ``v`` with a still camera, once for camera
-    motion ``v`` (the background moves on screen) with the object still in the world.
-    :func:`~viddiff_mini.control.animate.measure_motion` splits each sample's motion into
-    camera and object parts (the object found by its colour). ``motion_split_acc``: the
-    fraction of samples whose larger part is the requested one; ``*_err_px``: mean
-    distance of each part from what was asked (px/frame). ``real_motion_split_acc``: the
-    same split measured on real Move (object) and Pan (camera) clips with their true masks.
-    ``guidance``: None = the run's ``cfg.guidance``, 1.0 = none.
+    The first frames of ``n`` test clips of the run's ``Move*`` classes are animated four
+    times, each request with the other motion still: object motion ``v`` (the clip's true
+    object velocity), camera motion ``v`` (the background moves on screen, the object stays
+    put in the world), and the two *against* the image, ``-v``. Why both: a Move image
+    shows where its object starts, so it already suggests ``+v``; a model that reads the
+    image and ignores the request passes the ``+v`` requests, and only the ``-v`` ones
+    tell. :func:`~viddiff_mini.control.animate.measure_motion` splits each sample's motion
+    into camera and object parts (the object found by its colour).
+
+    Returns ``motion_split_acc``: over the ``+v`` requests, the fraction of samples whose
+    larger part is the requested one (``motion_split_acc_against``: the same for ``-v``);
+    ``{object,camera}_request_{camera,object}_err_px`` (and ``against_...``): mean
+    distance of each part from what was asked, px/frame; ``motion_followed_acc``: over all
+    ``4 n`` samples, the fraction where *both* parts are within half the requested speed
+    of the request (the strict test). ``real_*``: the split and the followed test on real
+    Move (object) and Pan (camera) clips with their true masks. ``guidance``: None = the
+    run's ``cfg.guidance``, 1.0 = none.
     """
     from viddiff_mini.control.animate import encode_motion, measure_motion, motion_from_truth
     from viddiff_mini.control.compose import encode_values, truth_batch_for_run_labels
@@ -339,11 +347,15 @@ def motion_request_report(model, diffusion, cfg, n: int = 8, steps: int = 20, se
     batch = truth_batch_for_run_labels(cfg, labels, device)
     truth = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
     _, v = motion_from_truth(truth)                                  # (n, 2) px/frame
+    tol = 0.5 * v.norm(dim=-1)                                       # (n,) "followed" radius
     colors = [c[0] for c in object_colors(truth)]
     still = torch.zeros_like(v)
-    parts: dict = {"object": [], "camera": []}
-    errs: dict = {}
-    for ask, cam, obj in (("object", still, v), ("camera", v, still)):
+    out: dict = {}
+    split: dict = {"": [], "_against": []}
+    followed = []
+    requests = (("object", "", still, v), ("camera", "", v, still),
+                ("object", "_against", still, -v), ("camera", "_against", -v, still))
+    for ask, tag, cam, obj in requests:
         motion = torch.stack([encode_motion(camera=c.tolist(), obj=o.tolist())
                               for c, o in zip(cam, obj)])
         cond, _ = encode_values({"first_frame": (batch["video"][:, :, 0], motion.to(device))},
@@ -358,22 +370,33 @@ def motion_request_report(model, diffusion, cfg, n: int = 8, steps: int = 20, se
             got_cam.append(m["camera"])
             got_obj.append(m["object"] if m["object"] is not None else (float("nan"),) * 2)
         got_cam, got_obj = torch.tensor(got_cam), torch.tensor(got_obj)
-        parts[ask] = (got_cam.norm(dim=-1) > got_obj.norm(dim=-1)) == (ask == "camera")
-        errs[f"{ask}_request_camera_err_px"] = _nanmean((got_cam - cam).norm(dim=-1).tolist())
-        errs[f"{ask}_request_object_err_px"] = _nanmean((got_obj - obj).norm(dim=-1).tolist())
-    split = torch.cat([parts["object"], parts["camera"]]).float().mean()
-    real = []
+        err_cam, err_obj = (got_cam - cam).norm(dim=-1), (got_obj - obj).norm(dim=-1)
+        split[tag].append((got_cam.norm(dim=-1) > got_obj.norm(dim=-1)) == (ask == "camera"))
+        followed.append((err_cam < tol) & (err_obj < tol))           # NaN object: not followed
+        prefix = "against_" if tag else ""
+        out[f"{prefix}{ask}_request_camera_err_px"] = _nanmean(err_cam.tolist())
+        out[f"{prefix}{ask}_request_object_err_px"] = _nanmean(err_obj.tolist())
+    real_split, real_followed = [], []
     for group, is_cam in ((movers, False), (pans, True)):
         if not group:
             continue
         rb = truth_batch_for_run_labels(cfg, torch.tensor(group), "cpu")
+        r_cam, r_obj = motion_from_truth(rb)
         for i in range(len(group)):
             m = measure_motion(rb["video"][i].float(), masks=rb["masks"][i, :1])
             o = torch.tensor(m["object"] if m["object"] is not None else (0.0, 0.0))
-            real.append(float((torch.tensor(m["camera"]).norm() > o.norm()) == is_cam))
-    return {"motion_split_acc": float(split), "motion_n": 2 * n, **errs,
+            c = torch.tensor(m["camera"])
+            real_split.append(float((c.norm() > o.norm()) == is_cam))
+            speed = (r_cam[i] if is_cam else r_obj[i]).norm()
+            real_followed.append(float(((c - r_cam[i]).norm() < 0.5 * speed)
+                                       and ((o - r_obj[i]).norm() < 0.5 * speed)))
+    return {"motion_split_acc": float(torch.cat(split[""]).float().mean()), "motion_n": 2 * n,
+            "motion_split_acc_against": float(torch.cat(split["_against"]).float().mean()),
+            "motion_followed_acc": float(torch.cat(followed).float().mean()),
+            "motion_followed_n": 4 * n, **out,
             "requested_speed_px": float(v.norm(dim=-1).mean()),
-            "real_motion_split_acc": _nanmean(real), "real_motion_n": len(real)}
+            "real_motion_split_acc": _nanmean(real_split), "real_motion_n": len(real_split),
+            "real_motion_followed_acc": _nanmean(real_followed)}
 
 
 def _drag_report(model, diffusion, truth, cond, cfg, steps, seed, device) -> dict:
