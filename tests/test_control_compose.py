@@ -139,6 +139,38 @@ def test_drop_controls_and_per_control_guidance(batch):
         C.ControlGuidance(linear, lay, {"label": 1.0})
 
 
+def test_motion_guidance_nests_the_motion_request_inside_the_image(batch):
+    """f(null) + w (f(image, motion unspecified) - f(null)) + w_m (f(image, motion) -
+    f(image, motion unspecified)), checked on a model linear in its inputs: the image's
+    part A gets w, the motion part M gets w_m; w_m = w is plain guidance."""
+    conds = ["trajectory", "first_frame"]
+    cond, lay = C.build_cond(conds, batch, return_layout=True)
+    ff = lay.vector["first_frame"]
+    cond["vector"][:, ff] = torch.tensor([0.5, 0.0, 1.0, 0.3, -0.2, 1.0])   # a request
+
+    def linear(x, t, c):
+        s = (c["concat"] * c["concat_keep"][:, None, None, None, None]).flatten(1).sum(1) + \
+            (c["vector"] * c["vector_keep"][:, None]).sum(1)
+        return torch.zeros_like(x) + s.view(-1, 1, 1, 1, 1)
+
+    x, t = torch.zeros(4, 3, 6, 16, 16), torch.full((4,), 0.5)
+    f = lambda c: linear(x, t, c)[:, 0, 0, 0, 0]
+    motion = cond["vector"][:, ff].sum(1)                                   # M
+    rest = f(cond) - motion                                                 # A
+    out = C.ControlGuidance(linear, lay, 2.0, motion_guidance=8.0)(x, t, cond)[:, 0, 0, 0, 0]
+    assert torch.allclose(out, 2 * rest + 8 * motion, rtol=1e-5, atol=1e-3)
+    same = C.ControlGuidance(linear, lay, 2.0, motion_guidance=2.0)(x, t, cond)
+    assert torch.allclose(same, C.ControlGuidance(linear, lay, 2.0)(x, t, cond), rtol=1e-5, atol=1e-3)
+    # per-control form: each control's term without the request, plus the motion term
+    only = {k: f(C.drop_controls(cond, lay, [c for c in conds if c != k])) for k in conds}
+    g = C.ControlGuidance(linear, lay, {"trajectory": 1.0, "first_frame": 3.0}, motion_guidance=5.0)
+    assert torch.allclose(g(x, t, cond)[:, 0, 0, 0, 0],
+                          only["trajectory"] + 3 * (only["first_frame"] - motion) + 5 * motion,
+                          rtol=1e-5, atol=1e-3)
+    with pytest.raises(ValueError, match="first_frame"):
+        C.ControlGuidance(linear, C.make_layout(["trajectory"]), 2.0, motion_guidance=4.0)
+
+
 def test_spec_errors_are_specific():
     conds = ["text", "trajectory", "first_frame"]
     with pytest.raises(ValueError, match="attributes"):

@@ -167,6 +167,9 @@ def test_pixel_aligned_controls_train_in_latent_space_folded_onto_its_grid(ae_ru
     # the yardstick: camera and object motion are told apart on the real clips
     assert rep["real_motion_split_acc"] == 1.0 and rep["real_trajectory_error_px"] < 1.0
     assert rep["real_motion_followed_acc"] >= 0.9, rep
+    mg = evaluate_controls(model, diffusion, cfg2, n=3, steps=2, drag=False, motion_guidance=4.0)
+    assert mg["motion_guidance"] == 4.0 and mg["motion_followed_n"] == 12
+    assert mg["first_frame_psnr_db"] == rep["first_frame_psnr_db"], "only the motion report changes"
     # drag editing on a latent model: blended through the decoder, unedited pixels pasted
     assert rep["masked_psnr_db"] == float("inf") and rep["masked_psnr_decoded_db"] > 0
 

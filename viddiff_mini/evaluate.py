@@ -49,7 +49,7 @@ def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
                  probe_path: str | Path | None = None, batch: int = 64,
                  progress: bool = True, fvd: bool = True, controls: bool = True,
                  objects: bool = True, return_samples: bool = False,
-                 n_controls: int = 8):
+                 n_controls: int = 8, motion_guidance: float | None = None):
     """Sample ``n_per_class`` clips for every class of a run (a run folder or a pretrained
     name) and score them.
 
@@ -65,7 +65,8 @@ def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
     samples than feature dimensions) and the temporal metrics of ``metrics/fvd.py``.
     ``controls``: for a run trained with ``--conditions`` other than the label, the
     ground-truth control metrics of ``metrics/control.py`` on ``n_controls`` held-out clips
-    spread over the run's classes.
+    spread over the run's classes (``motion_guidance``: a first-frame model's motion
+    request sampled with its own nested scale in the motion report).
     """
     from viddiff_mini.train import load_run, sample_grid
 
@@ -122,7 +123,8 @@ def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
     if controls and cfg.conditions != ["label"]:
         from viddiff_mini.metrics.control import evaluate_controls
         ctrl = evaluate_controls(model, diffusion, cfg, n=n_controls, steps=steps,
-                                 seed=seed, guidance=guidance)
+                                 seed=seed, guidance=guidance,
+                                 motion_guidance=motion_guidance)
         report.update({f"control/{k}": v for k, v in ctrl.items() if k != "run"})
     return (report, samples) if return_samples else report
 
@@ -155,6 +157,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-controls", action="store_true", help="skip the control metrics")
     p.add_argument("--n-controls", type=int, default=8,
                    help="held-out clips the control metrics are measured on (control models)")
+    p.add_argument("--motion-guidance", type=float, default=None,
+                   help="first-frame models: the motion request's own guidance scale in the "
+                        "motion report (nested inside the image's, as InstructPix2Pix)")
     p.add_argument("--out", help="run: report JSON path (default RUN/eval.json); "
                                  "train-probe: probe weights path")
     p.add_argument("--batch", type=int, default=None)
@@ -176,7 +181,8 @@ def main(args: argparse.Namespace) -> int:
                               guidance=args.guidance, seed=args.seed, probe_path=args.probe,
                               batch=args.batch or 64, fvd=not args.no_fvd,
                               controls=not args.no_controls, return_samples=True,
-                              n_controls=args.n_controls)
+                              n_controls=args.n_controls,
+                              motion_guidance=args.motion_guidance)
     except (FileNotFoundError, ValueError) as e:
         print(f"viddiff eval: {e}", file=sys.stderr)
         return 1

@@ -182,7 +182,8 @@ def text_video_consistency(videos: torch.Tensor, captions, clip_model=None) -> d
 @torch.no_grad()
 def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: int = 0,
                       clip_model=None, device=None, guidance=None, sampler: str = "ddim",
-                      classes=None, drag: bool = True) -> dict:
+                      classes=None, drag: bool = True,
+                      motion_guidance: float | None = None) -> dict:
     """Sample a control model on ``n`` test clips with their ground-truth controls; score.
 
     cfg: the run's TrainConfig (``cfg.conditions``, frames, size, fold, num_classes). The
@@ -190,7 +191,8 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
     over the run's classes; a run over ``cfg.classes`` maps them to data-set classes); the
     model gets every control of ``cfg.conditions`` read from each clip's truth (:func:`~viddiff_mini.control.compose.build_cond`, nothing dropped) and
     ``guidance`` (None: the run's ``cfg.guidance``; a float, 1.0 = none; or ``{control:
-    scale}``). Metrics that apply:
+    scale}``); ``motion_guidance``: the first frame's motion request's own scale, for the
+    motion report (:func:`motion_request_report`). Metrics that apply:
     trajectory (``trajectory_error_px`` with ``trajectory_found``), first_frame (``first_frame_psnr_db``,
     ``first_frame_ssim``), attributes (``attribute_error/<name>``), text (``text_color_acc``,
     ``text_order_acc``, ``clipsim`` with ``clip_model``), always ``gravity_rel_error`` on
@@ -212,6 +214,7 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
     guidance = cfg.sampling_guidance(guidance)
+    requested_guidance = guidance                  # before a dict becomes ControlGuidance
     conds = list(cfg.conditions)
     if classes is None:
         classes = torch.linspace(0, cfg.num_classes - 1, n).round().long()
@@ -263,8 +266,11 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
         report["first_frame_ssim_replaced"] = ffr["ssim"]
         if any(c.startswith("Move") for c in cfg.class_names()):
             report.update(motion_request_report(model, diffusion, cfg, n=n, steps=steps,
-                                                seed=seed, guidance=guidance or 1.0,
-                                                sampler=sampler, device=device))
+                                                seed=seed, guidance=requested_guidance or 1.0,
+                                                sampler=sampler, device=device,
+                                                motion_guidance=motion_guidance))
+            if motion_guidance is not None:
+                report["motion_guidance"] = float(motion_guidance)
     if "attributes" in conds:
         from viddiff_mini.control.attributes import attributes_from_truth
         for k, v in attribute_error(x, attributes_from_truth(truth)).items():
@@ -311,7 +317,8 @@ def sample_decoded(net, diffusion, cfg, cond: dict, n: int, steps: int, sampler:
 
 @torch.no_grad()
 def motion_request_report(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: int = 0,
-                          guidance=None, sampler: str = "ddim", device=None) -> dict:
+                          guidance=None, sampler: str = "ddim", device=None,
+                          motion_guidance: float | None = None) -> dict:
     """Camera vs object motion on request (11.3.2), for a ``first_frame`` model.
 
     The first frames of ``n`` test clips of the run's ``Move*`` classes are animated four
@@ -330,10 +337,15 @@ def motion_request_report(model, diffusion, cfg, n: int = 8, steps: int = 20, se
     ``4 n`` samples, the fraction where *both* parts are within half the requested speed
     of the request (the strict test). ``real_*``: the split and the followed test on real
     Move (object) and Pan (camera) clips with their true masks. ``guidance``: None = the
-    run's ``cfg.guidance``, 1.0 = none.
+    run's ``cfg.guidance``, 1.0 = none, or ``{control: scale}``; ``motion_guidance``: the
+    motion request's own nested scale (:class:`~viddiff_mini.control.compose.ControlGuidance`).
     """
     from viddiff_mini.control.animate import encode_motion, measure_motion, motion_from_truth
-    from viddiff_mini.control.compose import encode_values, truth_batch_for_run_labels
+    from viddiff_mini.control.compose import (
+        ControlGuidance,
+        encode_values,
+        truth_batch_for_run_labels,
+    )
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
     guidance = cfg.sampling_guidance(guidance)
@@ -358,10 +370,14 @@ def motion_request_report(model, diffusion, cfg, n: int = 8, steps: int = 20, se
     for ask, tag, cam, obj in requests:
         motion = torch.stack([encode_motion(camera=c.tolist(), obj=o.tolist())
                               for c, o in zip(cam, obj)])
-        cond, _ = encode_values({"first_frame": (batch["video"][:, :, 0], motion.to(device))},
-                                cfg.conditions, n, cfg.frames, cfg.size, device)
+        cond, lay = encode_values({"first_frame": (batch["video"][:, :, 0], motion.to(device))},
+                                  cfg.conditions, n, cfg.frames, cfg.size, device)
+        net, scale = model, guidance
+        if isinstance(guidance, dict) or motion_guidance is not None:
+            net, scale = ControlGuidance(model, lay, 1.0 if guidance is None else guidance,
+                                         motion_guidance), None
         g = torch.Generator(device="cpu").manual_seed(seed)
-        x = sample_decoded(model, diffusion, cfg, cond, n, steps, sampler, guidance, g, device)
+        x = sample_decoded(net, diffusion, cfg, cond, n, steps, sampler, scale, g, device)
         got_cam, got_obj = [], []
         for i in range(n):
             fg = foreground_map(x[i:i + 1], color=COLORS[colors[i]])[0] > 0.5 \
