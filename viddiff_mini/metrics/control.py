@@ -318,7 +318,7 @@ def sample_decoded(net, diffusion, cfg, cond: dict, n: int, steps: int, sampler:
 @torch.no_grad()
 def motion_request_report(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: int = 0,
                           guidance=None, sampler: str = "ddim", device=None,
-                          motion_guidance: float | None = None) -> dict:
+                          motion_guidance: float | None = None, camera_warp: bool = True) -> dict:
     """Camera vs object motion on request (11.3.2), for a ``first_frame`` model.
 
     The first frames of ``n`` test clips of the run's ``Move*`` classes are animated four
@@ -338,7 +338,9 @@ def motion_request_report(model, diffusion, cfg, n: int = 8, steps: int = 20, se
     of the request (the strict test). ``real_*``: the split and the followed test on real
     Move (object) and Pan (camera) clips with their true masks. ``guidance``: None = the
     run's ``cfg.guidance``, 1.0 = none, or ``{control: scale}``; ``motion_guidance``: the
-    motion request's own nested scale (:class:`~viddiff_mini.control.compose.ControlGuidance`).
+    motion request's own nested scale (:class:`~viddiff_mini.control.compose.ControlGuidance`);
+    ``camera_warp``: False encodes camera requests without moving the image (the layout
+    the model trained on; see :func:`~viddiff_mini.control.compose.encode_values`).
     """
     from viddiff_mini.control.animate import encode_motion, measure_motion, motion_from_truth
     from viddiff_mini.control.compose import (
@@ -371,7 +373,8 @@ def motion_request_report(model, diffusion, cfg, n: int = 8, steps: int = 20, se
         motion = torch.stack([encode_motion(camera=c.tolist(), obj=o.tolist())
                               for c, o in zip(cam, obj)])
         cond, lay = encode_values({"first_frame": (batch["video"][:, :, 0], motion.to(device))},
-                                  cfg.conditions, n, cfg.frames, cfg.size, device)
+                                  cfg.conditions, n, cfg.frames, cfg.size, device,
+                                  camera_warp=camera_warp)
         net, scale = model, guidance
         if isinstance(guidance, dict) or motion_guidance is not None:
             net, scale = ControlGuidance(model, lay, 1.0 if guidance is None else guidance,
