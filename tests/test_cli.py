@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -88,3 +89,32 @@ def test_sample_gives_a_text_model_the_callers_caption_and_names_bad_words(tmp_p
     assert r.returncode == 1 and "not in the vocabulary: ['squirrel']" in r.stderr
     r = viddiff("sample", "msh-class8", "--text", "a red square", "--out", str(gif))
     assert r.returncode == 1 and "not text-conditioned (its conditions: label)" in r.stderr
+
+
+def test_sigterm_checkpoints_at_the_current_step_and_the_run_resumes(tmp_path):
+    """`kill` (SIGTERM, what a scheduler sends) stops a run like its time limit: the step in
+    progress finishes, a checkpoint is written there, the summary says why, exit 0.
+    Without the handler the process dies and every step since the last periodic
+    checkpoint is lost."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "viddiff_mini", "train", "--preset", "tiny",
+                          "--steps", "100000", "--out", str(run), "--quiet"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 240
+    metrics = run / "metrics.jsonl"
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 1):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stop_reason"] == "signal (SIGTERM)", summary
+    state = torch.load(run / "checkpoint.pt", weights_only=True, map_location="cpu")
+    assert state["step"] == summary["step"] > 0, "checkpointed at the step it stopped on"
+    r = viddiff("train", "--preset", "tiny", "--steps", str(summary["step"] + 2), "--out",
+                str(run), "--resume", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((run / "summary.json").read_text())["step"] == summary["step"] + 2

@@ -64,3 +64,23 @@ def test_missing_autoencoder_and_bad_preset_are_clear(tmp_path):
         load_autoencoder(tmp_path)
     with pytest.raises(ValueError, match="valid presets: tiny, cpu"):
         get_ae_preset("huge")
+
+
+def test_sigterm_stops_with_a_checkpoint_at_that_step(tmp_path):
+    """A SIGTERM arriving mid-run (here from a timer thread of this process) ends the loop
+    at the current step with a checkpoint there, as the generator trainer does."""
+    import os
+    import signal
+    import threading
+
+    cfg = get_ae_preset("tiny", max_steps=100000, ckpt_every=100000, log_every=1)
+    before = signal.getsignal(signal.SIGTERM)
+    timer = threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        s = train_autoencoder(cfg, tmp_path / "ae", progress=False, evaluate=False)
+    finally:
+        timer.cancel()
+    assert s["stop_reason"] == "signal (SIGTERM)" and 0 < s["step"] < 100000
+    assert safe_torch_load(tmp_path / "ae" / "checkpoint.pt")["step"] == s["step"]
+    assert signal.getsignal(signal.SIGTERM) is before, "the previous handler is back"

@@ -28,7 +28,9 @@ import copy
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -515,6 +517,32 @@ def write_samples(x: torch.Tensor, path: Path, fps: int = 8) -> None:
 
 
 # ============================================================================ the loop
+@contextlib.contextmanager
+def stop_on_signal(signals=(signal.SIGTERM, signal.SIGINT)):
+    """Turn SIGTERM / SIGINT (a scheduler's or `kill`'s stop, Ctrl-C) into a request that
+    the loop honours at the end of the current step: it checkpoints there and returns,
+    like a time limit. Without it a stop loses every step since the last periodic
+    checkpoint (up to ``ckpt_every``). Yields ``{"signal": None | name}``; the previous
+    handlers come back on exit. Only the main thread may set handlers; elsewhere (a
+    notebook's worker thread) this is a no-op."""
+    state: dict = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum, frame):
+        if state["signal"] is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt          # a second Ctrl-C: stop now
+        state["signal"] = signal.Signals(signum).name
+
+    old = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield state
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool = False,
           progress: bool = True) -> dict[str, Any]:
     """Train ``cfg`` into run folder ``out``; return a summary dict (also written as JSON)."""
@@ -580,7 +608,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
     stop_reason = "max_steps"
     clips_seen = 0
     model.train()
-    try:
+    with contextlib.ExitStack() as stack:
+        stopping = stack.enter_context(stop_on_signal())
+        stack.callback(bar.close)
         for batch in source.batches(sampler):
             for group in opt.param_groups:
                 group["lr"] = lr_at(cfg, step)
@@ -624,8 +654,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
             # is never written from a bad state.
             at_log = step % cfg.log_every == 0 or step == cfg.max_steps
             at_ckpt = step % cfg.ckpt_every == 0 or step == cfg.max_steps
-            time_up = cfg.time_limit_min > 0 and \
-                time.perf_counter() - t0 > 60 * cfg.time_limit_min
+            time_up = (cfg.time_limit_min > 0 and
+                       time.perf_counter() - t0 > 60 * cfg.time_limit_min) or \
+                stopping["signal"] is not None     # a stop signal ends the run like time
             if at_log or at_ckpt or (world == 1 and (time_up or device.type == "cpu")):
                 flags = torch.stack([(~torch.isfinite(loss_sum)).float(),
                                      torch.full((), float(time_up), device=device)])
@@ -666,13 +697,12 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
                 write_samples(x, out / "samples" / f"step_{step:06d}.gif")
                 model.train()
             if time_up:  # agreed by every rank (see the stop decision above)
-                stop_reason = "time_limit"
+                stop_reason = "time_limit" if stopping["signal"] is None else \
+                    f"signal ({stopping['signal']})"
                 if rank == 0:
                     save_checkpoint(ckpt_path, cfg, model, ema, opt, step,
                                 before + time.perf_counter() - t0)
                 break
-    finally:
-        bar.close()
 
     elapsed = time.perf_counter() - t0
     if step == start and metrics_path.exists():  # nothing left to train: the last logged loss

@@ -23,6 +23,7 @@ originals (the most any diffusion model in this latent space can reach).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -220,7 +221,10 @@ def train_autoencoder(cfg: AEConfig, out: str | Path, resume: bool = False, forc
     t0 = time.perf_counter()
     step, loss_sum, count, last, stop_reason = start, 0.0, 0, float("nan"), "max_steps"
     ae.train()
-    try:
+    from viddiff_mini.train import stop_on_signal
+    with contextlib.ExitStack() as stack:
+        stopping = stack.enter_context(stop_on_signal())   # SIGTERM / Ctrl-C: checkpoint, stop
+        stack.callback(bar.close)
         for idx in sampler:
             lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
             for group in opt.param_groups:
@@ -261,12 +265,14 @@ def train_autoencoder(cfg: AEConfig, out: str | Path, resume: bool = False, forc
             bar.update(1)
             if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
                 checkpoint(step)
+            if stopping["signal"] is not None:
+                stop_reason = f"signal ({stopping['signal']})"
+                checkpoint(step)
+                break
             if cfg.time_limit_min > 0 and time.perf_counter() - t0 > 60 * cfg.time_limit_min:
                 stop_reason = "time_limit"
                 checkpoint(step)
                 break
-    finally:
-        bar.close()
 
     elapsed = time.perf_counter() - t0
     summary: dict[str, Any] = {"step": step, "final_loss": last, "stop_reason": stop_reason,
