@@ -244,9 +244,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 # the same recipes in the latent space of msh-ae-t1 (every frame kept, 8x16x16x16 latents):
 # on msh-ae's round trip of real clips gravity fits 59% off (3.5% on the clips) and caption
 # colour is named in 75% of 32 held-out clips; on msh-ae-t1's, 3.0% and 96.9%
-# (scripts/ae_floors.py): msh-trajectory's gravity (43% off) sits on msh-ae's floor, which
-# no training on its latents can lower. Twice the latent frames: about twice the CPU time
-# per step.
+# (scripts/ae_floors.py): the first msh-trajectory's gravity (43% off) sat on msh-ae's floor,
+# which no training on its latents can lower; cpu-trajectory-t1 (12,750 steps, 148 min) fits
+# it 3.2% off and is the shipped msh-trajectory. Twice the latent frames: about twice the CPU
+# time per step.
 for _name in ("cpu-trajectory", "cpu-text"):
     PRESETS[f"{_name}-t1"] = {**PRESETS[_name], "latent": "msh-ae-t1"}
 
