@@ -5,7 +5,8 @@ the probe on the round trip (encode, then decode) of held-out real clips says wh
 generator that reproduced the real clips' latents would score, before any diffusion model is
 trained. Where the decoder cannot express something it is a hard cap: msh-ae decodes each
 pair of frames nearly alike, so no generator on its latents shows a fast fall's parabola
-(msh-trajectory's gravity: 43% off, the round trip of the same clips 33%). Where it is a
+(the first msh-trajectory, on msh-ae: gravity 43% off, the round trip of the same clips
+33%; the same recipe on msh-ae-t1's latents: 3.2%). Where it is a
 matter of how clean the latent is, a generator can beat it: msh-text names the caption
 colour in 87.5% of its samples, msh-ae's round trip of the real clips in 75%. So the floors
 tell which autoencoder a control needs:
