@@ -608,9 +608,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
     stop_reason = "max_steps"
     clips_seen = 0
     model.train()
-    with contextlib.ExitStack() as stack:
-        stopping = stack.enter_context(stop_on_signal())
-        stack.callback(bar.close)
+    with stop_on_signal() as stopping, bar:   # SIGTERM / Ctrl-C: checkpoint, stop; bar closed
         for batch in source.batches(sampler):
             for group in opt.param_groups:
                 group["lr"] = lr_at(cfg, step)

@@ -23,7 +23,6 @@ originals (the most any diffusion model in this latent space can reach).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import time
@@ -222,9 +221,7 @@ def train_autoencoder(cfg: AEConfig, out: str | Path, resume: bool = False, forc
     step, loss_sum, count, last, stop_reason = start, 0.0, 0, float("nan"), "max_steps"
     ae.train()
     from viddiff_mini.train import stop_on_signal
-    with contextlib.ExitStack() as stack:
-        stopping = stack.enter_context(stop_on_signal())   # SIGTERM / Ctrl-C: checkpoint, stop
-        stack.callback(bar.close)
+    with stop_on_signal() as stopping, bar:   # SIGTERM / Ctrl-C: checkpoint, stop; bar closed
         for idx in sampler:
             lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
             for group in opt.param_groups:
