@@ -697,7 +697,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
             if time_up:  # agreed by every rank (see the stop decision above)
                 stop_reason = "time_limit" if stopping["signal"] is None else \
                     f"signal ({stopping['signal']})"
-                if rank == 0:
+                if rank == 0 and not at_ckpt:      # (at a checkpoint step: just written)
                     save_checkpoint(ckpt_path, cfg, model, ema, opt, step,
                                 before + time.perf_counter() - t0)
                 break

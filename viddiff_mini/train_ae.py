@@ -260,15 +260,16 @@ def train_autoencoder(cfg: AEConfig, out: str | Path, resume: bool = False, forc
                                         "elapsed_s": round(time.perf_counter() - t0, 3)}) + "\n")
                 bar.set_postfix(loss=f"{last:.4f}")
             bar.update(1)
-            if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
+            at_ckpt = step % cfg.ckpt_every == 0 or step == cfg.max_steps
+            if at_ckpt:
                 checkpoint(step)
             if stopping["signal"] is not None:
                 stop_reason = f"signal ({stopping['signal']})"
-                checkpoint(step)
-                break
-            if cfg.time_limit_min > 0 and time.perf_counter() - t0 > 60 * cfg.time_limit_min:
+            elif cfg.time_limit_min > 0 and time.perf_counter() - t0 > 60 * cfg.time_limit_min:
                 stop_reason = "time_limit"
-                checkpoint(step)
+            if stop_reason != "max_steps":
+                if not at_ckpt:                   # (at a checkpoint step: just written)
+                    checkpoint(step)
                 break
 
     elapsed = time.perf_counter() - t0
