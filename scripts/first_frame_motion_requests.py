@@ -3,10 +3,11 @@
     python scripts/first_frame_motion_requests.py [--n 32] [--steps 25] [--out results/first-frame-motion-requests.json]
 
 Runs :func:`viddiff_mini.metrics.control.motion_request_report` (32 held-out Move images,
-each asked for object or camera motion along its own motion and against it) with the
+each asked for object or camera motion along its own motion and against it, and for
+object motion against it scaled to stay in the frame) with the
 camera request encoded without moving the image (what the model trained on), with it
 (the default), and with the motion request's own nested guidance scale at 4, 8 and 16.
-About 2.5 minutes per row on one CPU thread (the guided rows take three passes a step).
+About 3 minutes per row on one CPU thread (the guided rows take three passes a step).
 """
 from __future__ import annotations
 
@@ -41,7 +42,9 @@ def main() -> None:
         results[name] = {k: round(v, 4) for k, v in r.items()}
         print(f"{name:28s} split {r['motion_split_acc']:.3f} / against {r['motion_split_acc_against']:.3f}"
               f"  followed {r['motion_followed_acc']:.3f}  object against "
-              f"{r['against_object_request_object_err_px']:.2f} px  ({time.time() - t0:.0f} s)",
+              f"{r['against_object_request_object_err_px']:.2f} px  in frame: right way "
+              f"{r['against_inframe_direction_acc']:.3f}, followed {r['against_inframe_followed_acc']:.3f}"
+              f"  ({time.time() - t0:.0f} s)",
               flush=True)
     out = {"what": f"msh-first-frame, motion_request_report: {args.n} held-out Move images, DDIM "
                    f"{args.steps} steps, guidance {cfg.guidance:g}, seed 0",

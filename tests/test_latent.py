@@ -161,6 +161,9 @@ def test_pixel_aligned_controls_train_in_latent_space_folded_onto_its_grid(ae_ru
     assert 0 <= rep["motion_split_acc_against"] <= 1 and rep["motion_followed_n"] == 12
     assert 0 <= rep["motion_followed_acc"] <= 1
     assert {"against_object_request_object_err_px", "against_camera_request_camera_err_px"} <= set(rep)
+    # and against it but within the frame (a -v request from a Move image leaves the frame)
+    assert 0 <= rep["against_inframe_direction_acc"] <= 1
+    assert 0 <= rep["against_inframe_speed_px"] <= rep["requested_speed_px"] + 1e-6
     # frame replacement runs through the decoder too (how close frame 0 gets is the
     # round trip's business: this 8-step test autoencoder reconstructs at ~13 dB)
     assert 0 < rep["first_frame_psnr_db_replaced"] < 100, rep

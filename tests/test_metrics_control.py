@@ -141,3 +141,32 @@ def test_evaluate_controls_samples_with_the_runs_guidance_unless_told(run_guidan
     M.evaluate_controls(spy, Diffusion(), cfg, n=2, steps=2, classes=CLASSES[:2], drag=False,
                         guidance=asked)
     assert set(spy.batches) == {2 * passes}
+
+
+def test_in_frame_request_scales_a_request_to_keep_the_object_inside():
+    # hand-worked: a 5x5 square centred at (20, 16) in a 32x32 frame, 16 frames (15 steps)
+    mask = torch.zeros(32, 32, dtype=torch.bool)
+    mask[14:19, 18:23] = True
+    start = torch.tensor([20.0, 16.0])
+    cases = [
+        # right at 0.8 px/frame: right edge at 22, 1 px margin -> 8 px of room for 12 asked
+        ((0.8, 0.0), (20.0, 16.0), (0.8 * 8 / 12, 0.0)),
+        # left at 0.4: 17 px of room for 6 asked -> unchanged (never scaled up)
+        ((-0.4, 0.0), (20.0, 16.0), (-0.4, 0.0)),
+        # diagonal (0.6, 0.8): x allows 8 / 0.6 = 13.3 px along v, y 12 / 0.8 = 15; asked 15
+        ((0.6, 0.8), (20.0, 16.0), (0.6 * 13.333 / 15, 0.8 * 13.333 / 15)),
+    ]
+    for v, p, want in cases:
+        got = M.in_frame_request(torch.tensor([p]), mask[None], torch.tensor([v]), 16, 32)
+        assert torch.allclose(got[0], torch.tensor(want), atol=1e-3), (v, got)
+    # no room at all (the object already touches the edge it is asked towards): still
+    edge = torch.zeros(32, 32, dtype=torch.bool)
+    edge[14:19, 27:32] = True
+    got = M.in_frame_request(torch.tensor([[29.0, 16.0]]), edge[None], torch.tensor([[1.0, 0.0]]),
+                             16, 32)
+    assert got.abs().max() == 0
+    # start unknown (NaN) or no motion: still, not NaN
+    got = M.in_frame_request(torch.tensor([[float("nan")] * 2, [20.0, 16.0]]),
+                             torch.stack([mask, mask]), torch.tensor([[1.0, 0.0], [0.0, 0.0]]),
+                             16, 32)
+    assert torch.equal(got, torch.zeros(2, 2))
