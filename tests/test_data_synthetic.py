@@ -144,6 +144,50 @@ def test_virtual_pan_copies_are_fixed_and_alternate_left_and_right():
     assert S.virtual_pan(5, 1, seed=1) != left
 
 
+def test_virtual_moves_slow_and_move_a_straight_path_inside_the_frame():
+    from viddiff_mini.control.animate import motion_from_truth
+    movers = [S.find_clip(c, split="test") for c in
+              ("MoveRightSquare", "MoveLeftFastCircle", "MoveUpTriangle", "SlideDiagonalSquare")]
+    plain = S.render_batch(movers, frames=16, size=32, truth=True)
+    _, v0 = motion_from_truth(plain)
+    corners = [(0.0, 0.0, 0.0), (1 - 1e-9, 1 - 1e-9, 1 - 1e-9), (0.5, 0.2, 0.8), (0.3, 0.9, 0.1)]
+    for u in corners:
+        moved = S.render_batch(movers, frames=16, size=32, truth=True, moves=[u] * 4)
+        _, v1 = motion_from_truth(moved)
+        # the speed is scaled by 0.3 + 0.7 u[0], the direction kept
+        torch.testing.assert_close(v1, v0 * (0.3 + 0.7 * u[0]), atol=1e-3, rtol=1e-3)
+        # the whole object stays inside the frame on every frame: never on its border
+        m = moved["masks"][:, 0]                                      # (b, t, h, w)
+        assert m.flatten(2).any(-1).all(), "the object is visible on every frame"
+        for border in (m[..., 0, :], m[..., -1, :], m[..., :, 0], m[..., :, -1]):
+            assert not border.any(), u
+        assert moved["caption"] == plain["caption"]
+        assert moved["physics"][0]["vx"] == pytest.approx(plain["physics"][0]["vx"] * (0.3 + 0.7 * u[0]))
+    # u[1:] spans the allowed starts: the far corners put a rightward square at both sides
+    lo = S.render_batch(movers[:1], frames=16, size=32, truth=True, moves=[(0.0, 0.0, 0.5)])
+    hi = S.render_batch(movers[:1], frames=16, size=32, truth=True, moves=[(0.0, 1 - 1e-9, 0.5)])
+    start_lo, start_hi = lo["trajectories"][0, 0, 0, 0], hi["trajectories"][0, 0, 0, 0]
+    plain_x = plain["trajectories"][0, 0, 0, 0]
+    assert start_lo < 6 and start_hi > 22 and start_lo < plain_x < start_hi
+    # clips without one straight path are left alone, and moves=None changes nothing
+    others = [S.find_clip(c, split="test") for c in ("BounceSquare", "PanLeftSquare", "OrbitSquare")]
+    a = S.render_batch(others, frames=8, size=32)
+    b = S.render_batch(others, frames=8, size=32, moves=[(0.1, 0.9, 0.5)] * 3)
+    assert torch.equal(a["video"], b["video"])
+    c = S.render_batch(movers, frames=16, size=32, moves=[None] * 4)
+    assert torch.equal(c["video"], plain["video"])
+    with pytest.raises(ValueError, match="moves: expected one entry per clip"):
+        S.render_batch(movers, frames=8, size=32, moves=[None])
+
+
+def test_virtual_move_draws_are_fixed_per_copy():
+    assert S.virtual_move(5, 0) is None
+    u = S.virtual_move(5, 1)
+    assert len(u) == 3 and all(0 <= x < 1 for x in u)
+    assert S.virtual_move(5, 1) == u and S.virtual_move(5, 2) != u and S.virtual_move(6, 1) != u
+    assert S.virtual_move(5, 1, seed=1) != u
+
+
 def test_dataset_items_keys_and_shapes():
     ds = S.MovingShapes101("test", fold=2, frames=6, size=24, classes=["BounceCircle", 3])
     assert len(ds) > 0 and all(S.clip_index_table()[i][0] in {S.CLASS_NAMES.index("BounceCircle"), 3}

@@ -222,6 +222,52 @@ def test_virtual_pans_add_panned_copies_of_every_clip_to_the_pool():
         get_preset("tiny", virtual_pans=-1)
 
 
+def test_virtual_moves_add_moved_copies_of_straight_path_clips_only():
+    from viddiff_mini.control.animate import motion_from_truth
+    plain = ShapesSource(get_preset("tiny", classes=CLASSES), torch.device("cpu"), truth=True)
+    src = ShapesSource(get_preset("tiny", classes=CLASSES, virtual_pans=1, virtual_moves=1),
+                       torch.device("cpu"), truth=True)
+    orbit = CLASS_NAMES.index("OrbitSquare")
+    from viddiff_mini.data.synthetic import clip_index_table
+    table = clip_index_table()
+    # copies: 0 the clip, 1 panned, 2 moved; an orbit has no straight path: its "moved"
+    # copy is the clip itself again (same code), so class balance is kept
+    want = [i * 3 + (c if c < 2 or table[i][0] != orbit else 0) for i in plain.pool
+            for c in range(3)]
+    assert src.pool == want
+    mover = next(i for i in plain.pool if table[i][0] != orbit)
+    codes = [mover * 3 + c for c in range(3)]
+    batch = next(src.batches([codes]))             # one step's batch: the three copies
+    cam, obj = motion_from_truth(batch)
+    got = {c: (cam[c], obj[c], batch["trajectories"][c, 0, 0]) for c in range(3)}
+    assert got[0][0].abs().max() < 1e-6 and got[1][0].abs().max() > 0.3    # copy 1: a pan
+    assert got[2][0].abs().max() < 1e-6                                     # copy 2: no pan,
+    assert got[2][1].norm() < got[0][1].norm() + 1e-6                       # slower or equal,
+    assert (got[2][2] - got[0][2]).norm() > 0.5                              # starts elsewhere
+    with pytest.raises(ValueError, match="virtual_moves"):
+        get_preset("tiny", virtual_moves=-1)
+
+
+def test_init_starts_a_run_from_another_runs_weights_and_refuses_a_mismatch(ae_run, tmp_path):
+    from viddiff_mini.train import init_weights
+    train(latent_cfg(ae_run), tmp_path / "a", progress=False)
+    donor, _, _ = load_run(tmp_path / "a")
+    cfg = latent_cfg(ae_run, init=str(tmp_path / "a"), max_steps=1, lr=0.0, ema_decay=1.0)
+    train(cfg, tmp_path / "b", progress=False)
+    tuned, _, _ = load_run(tmp_path / "b")
+    for (k, a), b in zip(donor.state_dict().items(), tuned.state_dict().values()):
+        assert torch.equal(a, b), k        # lr 0 and a frozen EMA: the donor's weights exactly
+    # a different model is refused with both sides named
+    bad = latent_cfg(ae_run, init=str(tmp_path / "a"),
+                     model_kwargs=dict(base_channels=8, channel_mults=(1, 2), attn_levels=(1,),
+                                       heads=2))
+    with pytest.raises(ValueError, match=r"init .*model_kwargs: this run .*base_channels.: 8"):
+        init_weights(bad)
+    # resume wins over init: the run continues from its own checkpoint
+    train(cfg.__class__(**{**cfg.to_dict(), "max_steps": 2}), tmp_path / "b", resume=True,
+          progress=False)
+
+
 def test_latents_are_cached_per_clip_and_equal_encoding_the_batch(ae_run):
     from viddiff_mini.latent import load_latent
     cfg = latent_cfg(ae_run)

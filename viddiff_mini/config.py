@@ -42,6 +42,10 @@ class TrainConfig:
     temporal_weight: float = 0.0
     object_weight: float = 0.0      # extra loss weight where objects are (MovingShapes masks)
     virtual_pans: int = 0           # MovingShapes: each clip also under this many camera pans
+    virtual_moves: int = 0          # MovingShapes: each straight-path clip also this many times
+                                    # slowed and moved (synthetic.relocate)
+    init: str = ""                  # fine-tuning: start from these weights (a run folder or a
+                                    # pretrained generator's name); "" = random init
     # ---- optimisation ------------------------------------------------------------------
     batch_size: int = 8             # global batch (split across DDP ranks)
     lr: float = 2e-4
@@ -70,6 +74,9 @@ class TrainConfig:
         if not (isinstance(self.virtual_pans, int) and self.virtual_pans >= 0):
             raise ValueError(f"virtual_pans: expected an int >= 0 (panned copies of each "
                              f"clip), got {self.virtual_pans!r}")
+        if not (isinstance(self.virtual_moves, int) and self.virtual_moves >= 0):
+            raise ValueError(f"virtual_moves: expected an int >= 0 (moved copies of each "
+                             f"clip), got {self.virtual_moves!r}")
         if self.classes:
             from viddiff_mini.data.synthetic import class_ids_of
             class_ids_of(self.classes)      # unknown names refused here, with the names
@@ -204,6 +211,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         latent="msh-ae", object_weight=9.0, batch_size=8, max_steps=20000, warmup_steps=100,
         lr=1e-3, ema_decay=0.999, log_every=50, ckpt_every=250, sample_every=0, sample_n=16,
         sample_steps=50, guidance=2.0,
+        model_kwargs=dict(base_channels=16, channel_mults=(1, 2, 2), attn_levels=(2,), heads=2),
+    ),
+    # msh-first-frame fine-tuned so the object follows the motion request, not the image:
+    # cpu-first-frame's weights (init) on its classes, where each Move clip also appears
+    # slowed and moved elsewhere in the frame (virtual_moves; synthetic.relocate), so one
+    # image goes several ways. 6,000 steps at half the lr
+    "cpu-first-frame-moves": dict(
+        classes=list(CLASSES_FIRST_FRAME), conditions=["first_frame"], frames=16, size=32,
+        latent="msh-ae", object_weight=9.0, virtual_moves=1, init="msh-first-frame",
+        batch_size=8, max_steps=6000, warmup_steps=100, lr=5e-4, ema_decay=0.999,
+        log_every=50, ckpt_every=250, sample_every=0, sample_n=16, sample_steps=50,
+        guidance=2.0,
         model_kwargs=dict(base_channels=16, channel_mults=(1, 2, 2), attn_levels=(2,), heads=2),
     ),
     # msh-trajectory: where (the objects' paths as heatmap + displacement maps) and what (the

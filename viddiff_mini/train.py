@@ -140,8 +140,16 @@ class ShapesSource:
         # object motion by the image alone and ignore the motion request; panned copies show
         # every motion under every camera. A pool entry codes (clip, copy) as
         # clip * (K + 1) + copy (copy 0 = the clip itself), so K = 0 is the plain pool.
-        self.copies = cfg.virtual_pans + 1
-        self.pool = [i * self.copies + c for i in clips for c in range(self.copies)]
+        # Virtual moves: with cfg.virtual_moves = M, copies K + 1 .. K + M show the clip's
+        # straight path slowed and moved (synthetic.relocate). Why: a Move clip's first frame
+        # tells its direction and speed, so a first-frame model ignored the motion request;
+        # moved copies show one image going several ways. A clip without a straight path
+        # keeps its move copies as repeats of itself (class balance is unchanged).
+        self.copies = cfg.virtual_pans + cfg.virtual_moves + 1
+        straight = {c for c, spec in enumerate(synthetic.CLASS_SPECS) if spec[1] == "linear"}
+        self.pool = [i * self.copies + (c if c <= cfg.virtual_pans or table[i][0] in straight
+                                        else 0)
+                     for i in clips for c in range(self.copies)]
         # data-set class id -> run label (the run's classes may be any subset, in any order)
         self.to_run_label = torch.full((synthetic.NUM_CLASSES,), -1, dtype=torch.long)
         self.to_run_label[ids] = torch.arange(len(ids))
@@ -149,15 +157,19 @@ class ShapesSource:
 
     def batches(self, sampler: StepBatches):
         to_run_label = self.to_run_label.to(self.device)  # one copy, not one per step
-        from viddiff_mini.data.synthetic import virtual_pan
+        from viddiff_mini.data.synthetic import virtual_move, virtual_pan
 
+        K, seed = self.cfg.virtual_pans, self.cfg.seed
         for idx in sampler:
             clips = [code // self.copies for code in idx]
-            pans = None if self.copies == 1 else \
-                [virtual_pan(code // self.copies, code % self.copies, self.cfg.seed) for code in idx]
+            copies = [code % self.copies for code in idx]
+            pans = None if not K else \
+                [virtual_pan(i, c if c <= K else 0, seed) for i, c in zip(clips, copies)]
+            moves = None if not self.cfg.virtual_moves else \
+                [virtual_move(i, c - K, seed) if c > K else None for i, c in zip(clips, copies)]
             batch = self._render(clips, frames=self.cfg.frames, size=self.cfg.size,
-                                 seed=self.cfg.seed, device=self.device, truth=self.truth,
-                                 pans=pans)
+                                 seed=seed, device=self.device, truth=self.truth,
+                                 pans=pans, moves=moves)
             if self.cfg.classes:
                 batch["label"] = to_run_label[batch["label"]]
             if self.encoder is not None:
@@ -243,10 +255,11 @@ def make_source(cfg: TrainConfig, device: torch.device, encoder=None):
              or cfg.object_weight > 0)
     if kind == "shapes":
         return ShapesSource(cfg, device, truth, encoder)
-    if cfg.virtual_pans:
-        raise ValueError(f"virtual_pans {cfg.virtual_pans}: virtual camera pans are rendered "
-                         f"into MovingShapes clips; --data {cfg.data} is real video (pass "
-                         f"--virtual-pans 0)")
+    for flag, value in (("virtual_pans", cfg.virtual_pans), ("virtual_moves", cfg.virtual_moves)):
+        if value:
+            raise ValueError(f"{flag} {value}: virtual {flag[8:]} are rendered into "
+                             f"MovingShapes clips; --data {cfg.data} is real video (pass "
+                             f"--{flag.replace('_', '-')} 0)")
     if cfg.object_weight > 0:
         raise ValueError(f"object_weight {cfg.object_weight}: needs MovingShapes' object masks; "
                          f"--data {cfg.data} has none (pass --object-weight 0)")
@@ -543,6 +556,20 @@ def stop_on_signal(signals=(signal.SIGTERM, signal.SIGINT)):
             signal.signal(s, h)
 
 
+def init_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """The EMA weights named by ``cfg.init`` (a run folder, a checkpoint or a pretrained
+    generator's name), checked against this run: same model, conditions, clip shape and
+    latent space, else refused with both sides named."""
+    model, _, other = load_run(cfg.init, device="cpu")
+    keys = ("model", "model_kwargs", "conditions", "frames", "size", "latent", "num_classes")
+    mine, theirs = (json.loads(json.dumps(c.to_dict())) for c in (cfg, other))  # tuples = lists
+    diff = {k: (mine[k], theirs[k]) for k in keys if mine[k] != theirs[k]}
+    if diff:
+        raise ValueError(f"init {cfg.init}: its model does not match this run's; differing "
+                         + "; ".join(f"{k}: this run {a!r}, init {b!r}" for k, (a, b) in diff.items()))
+    return model.state_dict()
+
+
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool = False,
           progress: bool = True) -> dict[str, Any]:
     """Train ``cfg`` into run folder ``out``; return a summary dict (also written as JSON)."""
@@ -579,8 +606,13 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         if rank == 0:
             _trim_metrics(metrics_path, start)
             print(f"resumed {out} at step {start}", file=sys.stderr)
-    elif rank == 0 and metrics_path.exists():
-        metrics_path.unlink()
+    else:
+        if cfg.init:   # fine-tuning: another run's (EMA) weights, this run's data and optimizer
+            weights = init_weights(cfg)
+            model.load_state_dict(weights)
+            ema.load_state_dict(weights)
+        if rank == 0 and metrics_path.exists():
+            metrics_path.unlink()
 
     # DDP first, then compile: compiling the DDP-wrapped module lets the compiler split the
     # graph at DDP's gradient buckets (DDPOptimizer), so all-reduce overlaps the backward
@@ -774,6 +806,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--virtual-pans", type=int,
                    help="MovingShapes: also show each clip under K virtual camera pans "
                         "(teaches a first-frame model camera vs object motion; 0 = off)")
+    p.add_argument("--virtual-moves", type=int,
+                   help="MovingShapes: also show each straight-path clip K times slowed and "
+                        "moved elsewhere in the frame (so a first frame does not tell its "
+                        "motion; 0 = off)")
+    p.add_argument("--init", help="fine-tune: start from these weights (a run folder or a "
+                                  "pretrained generator's name; the model must match)")
     p.add_argument("--compile", dest="compile", action="store_true", default=None)
     p.add_argument("--no-compile", dest="compile", action="store_false")
     p.add_argument("--grad-checkpoint", action="store_true", default=None)
@@ -790,6 +828,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                       ("frames", "frames"), ("size", "size"), ("temporal_loss", "temporal_loss"),
                       ("temporal_weight", "temporal_weight"), ("compile", "compile"),
                       ("object_weight", "object_weight"), ("virtual_pans", "virtual_pans"),
+                      ("virtual_moves", "virtual_moves"), ("init", "init"),
                       ("grad_checkpoint", "grad_checkpoint"), ("seed", "seed")]:
         value = getattr(args, arg, None)
         if value is not None:

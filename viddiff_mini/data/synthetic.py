@@ -495,7 +495,7 @@ def _check_render_args(frames: int, size: int) -> None:
 
 def render_batch(indices, frames: int = 16, size: int = 64, seed: int = 0,
                  device: str | torch.device = "cpu", truth: bool = False,
-                 chunk: int = 32, pans=None) -> dict:
+                 chunk: int = 32, pans=None, moves=None) -> dict:
     """Render clips ``indices`` of MovingShapes-101.
 
     pans: optional ``(b, 2)`` extra camera travel per clip, (x, y) in frame widths over the
@@ -503,6 +503,9 @@ def render_batch(indices, frames: int = 16, size: int = 64, seed: int = 0,
     own, so any motion can be seen with any camera. The background is procedural, so the
     pan has no seam; objects, masks, flow and the ``camera`` truth move with it; captions
     are not changed.
+
+    moves: optional list (one entry per clip) of None or the three draws of
+    :func:`virtual_move`: the clip's straight path is slowed and moved (:func:`relocate`).
 
     Returns a dict with ``video`` (b, 3, t, h, w) float in [-1, 1] and ``label`` (b,) long, on
     ``device``; with ``truth=True`` also ``trajectories`` (b, k, t, 2) pixel centres (x, y) on
@@ -530,6 +533,11 @@ def render_batch(indices, frames: int = 16, size: int = 64, seed: int = 0,
                    camera=torch.empty(n, T, 2, device=device),
                    light=torch.empty(n, T, device=device),
                    caption=[], action_spans=[], physics=[])
+    if moves is not None:
+        moves = list(moves)
+        if len(moves) != n or any(m is not None and len(m) != 3 for m in moves):
+            raise ValueError(f"moves: expected one entry per clip ({n}), each None or three "
+                             f"draws in [0, 1) (virtual_move), got {moves!r:.200}")
     if pans is not None:
         pans = np.asarray(torch.as_tensor(pans, dtype=torch.float64).cpu())
         if pans.shape != (n, 2) or not np.isfinite(pans).all():
@@ -539,6 +547,10 @@ def render_batch(indices, frames: int = 16, size: int = 64, seed: int = 0,
     for start in range(0, n, chunk):
         idx = indices[start:start + chunk]
         scenes, styles, bgs = zip(*[make_scene(i, frames, seed) for i in idx])
+        if moves is not None:
+            for sc, u in zip(scenes, moves[start:start + chunk]):
+                if u is not None:
+                    relocate(sc, u)
         if pans is not None:
             for sc, pan in zip(scenes, pans[start:start + chunk]):
                 sc.camera = sc.camera + ramp * pan
@@ -565,6 +577,55 @@ def virtual_pan(index: int, copy: int, seed: int = 0) -> tuple[float, float]:
     g = torch.Generator().manual_seed(_mix64(11, index * 97 + copy, seed) % (2**63))
     dist = 0.22 + 0.10 * float(torch.rand((), generator=g))
     return (-dist if copy % 2 else dist, 0.0)
+
+
+def virtual_move(index: int, copy: int, seed: int = 0) -> tuple[float, float, float] | None:
+    """The three draws in [0, 1) of the ``copy``-th virtual move of clip ``index`` (speed,
+    x, y; see :func:`relocate` and ``render_batch(..., moves=...)``); copy 0 = None (the
+    clip itself). A pure function of ``(index, copy, seed)``, like :func:`virtual_pan`."""
+    if copy == 0:
+        return None
+    g = torch.Generator().manual_seed(_mix64(12, index * 97 + copy, seed) % (2**63))
+    return tuple(torch.rand(3, generator=g).tolist())
+
+
+def movable(scene: Scene) -> bool:
+    """Whether :func:`relocate` may move this scene: one object on a straight,
+    constant-velocity path under a still camera (the Move* and SlideDiagonal classes)."""
+    if scene.present.sum() != 1 or not scene.present[0] or np.ptp(scene.camera, 0).any() \
+            or np.ptp(scene.zoom) > 0:
+        return False
+    c = scene.centre[0]
+    step = np.diff(c, axis=0)
+    return bool(np.abs(step).sum() > 0 and np.allclose(step, step[0], atol=1e-9))
+
+
+def relocate(scene: Scene, u: tuple[float, float, float], min_speed: float = 0.3) -> Scene:
+    """Slow object 0's straight path to ``min_speed + (1 - min_speed) * u[0]`` of its speed
+    and move it so it starts at a place drawn uniformly (``u[1:]``) among those where the
+    whole path stays inside the frame (by the object's radius and a pixel's margin at 32
+    px). In place; a scene that is not :func:`movable` is left alone.
+
+    Why: a Move clip starts ``dist / 2`` off centre and travels ``dist``, so its first frame
+    tells its direction and speed, and a model conditioned on both the image and the
+    requested motion learns to ignore the request (msh-first-frame moved the object the
+    image's way in 94% of requests against it). Moved and slowed copies show the same
+    image going several ways.
+    """
+    if not movable(scene):
+        return scene
+    c = scene.centre[0]
+    k = min_speed + (1.0 - min_speed) * float(u[0])
+    path = (c - c[0]) * k                                            # (t, 2) from the start
+    pad = 1.15 * float(scene.radius[0].max()) + 1.0 / 32             # the shape's reach
+    lo, hi = pad - path.min(0), 1.0 - pad - path.max(0)              # allowed starts (x, y)
+    if (hi < lo).any():
+        return scene
+    scene.centre[0] = lo + (hi - lo) * np.asarray(u[1:], dtype=np.float64) + path
+    for key in ("vx", "vy"):
+        if key in scene.physics:
+            scene.physics[key] = scene.physics[key] * k
+    return scene
 
 
 # --------------------------------------------------------------------------- dataset
