@@ -1,6 +1,6 @@
 """Camera vs object motion on request for msh-first-frame, under its sampling-time options.
 
-    python scripts/first_frame_motion_requests.py [--n 32] [--steps 25] [--out results/first-frame-motion-requests.json]
+    python scripts/first_frame_motion_requests.py [--name msh-first-frame] [--n 32] [--steps 25] [--out FILE]
 
 Runs :func:`viddiff_mini.metrics.control.motion_request_report` (32 held-out Move images,
 each asked for object or camera motion along its own motion and against it, and for
@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from viddiff_mini import pretrained
+from viddiff_mini.train import load_run
 from viddiff_mini.metrics.control import motion_request_report
 
 ROWS = {"camera_warp=False": dict(camera_warp=False),
@@ -30,11 +30,14 @@ ROWS = {"camera_warp=False": dict(camera_warp=False),
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--name", default="msh-first-frame", help="a first-frame generator or run folder")
     p.add_argument("--n", type=int, default=32, help="held-out Move images")
     p.add_argument("--steps", type=int, default=25, help="DDIM steps")
-    p.add_argument("--out", default="results/first-frame-motion-requests.json")
+    p.add_argument("--out", help="default: results/first-frame-motion-requests[-NAME suffix].json")
     args = p.parse_args()
-    model, diffusion, cfg = pretrained.load("msh-first-frame")
+    model, diffusion, cfg = load_run(args.name)
+    suffix = args.name.removeprefix("msh-first-frame") if args.name.startswith("msh-") else ""
+    args.out = args.out or f"results/first-frame-motion-requests{suffix}.json"
     results = {}
     for name, kw in ROWS.items():
         t0 = time.time()
@@ -46,10 +49,10 @@ def main() -> None:
               f"{r['against_inframe_direction_acc']:.3f}, followed {r['against_inframe_followed_acc']:.3f}"
               f"  ({time.time() - t0:.0f} s)",
               flush=True)
-    out = {"what": f"msh-first-frame, motion_request_report: {args.n} held-out Move images, DDIM "
+    out = {"what": f"{args.name}, motion_request_report: {args.n} held-out Move images, DDIM "
                    f"{args.steps} steps, guidance {cfg.guidance:g}, seed 0",
            "command": "python scripts/first_frame_motion_requests.py "
-                      f"--n {args.n} --steps {args.steps}",
+                      f"--name {args.name} --n {args.n} --steps {args.steps}",
            "machine": f"{platform.machine()}, {torch.get_num_threads()} thread(s), torch {torch.__version__}",
            "date": time.strftime("%Y-%m-%d"), "results": results}
     with open(args.out, "w") as f:

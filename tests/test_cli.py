@@ -29,7 +29,7 @@ def test_unknown_command_preset_and_data_spec_are_named():
     r = viddiff("fly")
     assert r.returncode == 2 and "unknown command 'fly'" in r.stderr
     r = viddiff("train", "--preset", "huge", "--out", "x")
-    assert r.returncode == 1 and "valid presets: tiny, cpu, cpu-class24, cpu-text, cpu-first-frame, cpu-trajectory, cpu-pixel, gpu, cpu-trajectory-t1, cpu-text-t1, auto" in r.stderr
+    assert r.returncode == 1 and "valid presets: tiny, cpu, cpu-class24, cpu-text, cpu-first-frame, cpu-first-frame-moves, cpu-trajectory, cpu-pixel, gpu, cpu-trajectory-t1, cpu-text-t1, auto" in r.stderr
     r = viddiff("train", "--data", "kinetics", "--out", "x")
     assert r.returncode == 1 and "shapes | ucf101:PATH | folder:PATH" in r.stderr
 

@@ -27,7 +27,7 @@ def test_auto_is_cpu_without_cuda():
 
 def test_overrides_and_unknown_preset():
     assert get_preset("tiny", max_steps=3).max_steps == 3
-    with pytest.raises(ValueError, match="valid presets: tiny, cpu, cpu-class24, cpu-text, cpu-first-frame, cpu-trajectory, cpu-pixel, gpu, cpu-trajectory-t1, cpu-text-t1, auto"):
+    with pytest.raises(ValueError, match="valid presets: tiny, cpu, cpu-class24, cpu-text, cpu-first-frame, cpu-first-frame-moves, cpu-trajectory, cpu-pixel, gpu, cpu-trajectory-t1, cpu-text-t1, auto"):
         get_preset("huge")
     with pytest.raises(ValueError, match="unknown field"):
         TrainConfig.from_dict({"nope": 1})

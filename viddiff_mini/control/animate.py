@@ -70,7 +70,7 @@ def first_frame_maps(image: torch.Tensor, frames: int, repeat: bool = True,
     as in :func:`encode_motion`), or None. Given, the repeated image on frame ``k`` is the
     image translated by ``k * camera`` (:func:`translate`): the maps already show the pan,
     and the network only has to keep the object still in the world and fill the edge the
-    pan uncovers. Why: msh-first-frame, trained on plain repeated maps where only Pan
+    pan uncovers. Why: msh-first-frame-base, trained on plain repeated maps where only Pan
     images came with camera motion, answered a camera request on any other image by moving
     the object (50% camera/object split, chance); with warped maps at sampling time the
     same weights split 64 of 64 (camera error 0.11 px/frame for 0.80 asked). Warping a

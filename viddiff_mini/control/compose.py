@@ -735,10 +735,11 @@ class ControlGuidance(nn.Module):
     learned from the part dropout) and one more term adds ``w_m (f(with motion) -
     f(motion unspecified))``. Why: a model that reads the motion off the image answers a
     request against it weakly; a larger ``w_m`` amplifies only the request's effect, not
-    the image's. Measured on msh-first-frame (32 Move images, guidance 2, ``w_m`` = 8): an
+    the image's. Measured on msh-first-frame-base (32 Move images, guidance 2, ``w_m`` = 8): an
     object motion asked against the image is followed better (0.83 -> 0.42 px/frame off),
     but a camera request then leaves more object motion (0.23 -> 0.38), and the fraction
-    of requests followed in both parts stays 64.8% -- a trade, so it is not a default.
+    of requests followed in both parts stays 64.8% -- a trade, so it is not a default (the
+    fix was in the data: ``--virtual-moves``, msh-first-frame).
     """
 
     def __init__(self, model, layout: Layout, guidance, motion_guidance: float | None = None):
