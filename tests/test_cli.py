@@ -57,8 +57,10 @@ def test_tiny_train_sample_eval_end_to_end(tmp_path):
     r = viddiff("eval", "train-probe", "--out", str(probe), "--steps", "3", "--batch", "4",
                 "--classes", "4", "--eval-n", "8")
     assert r.returncode == 0, r.stderr
-    r = viddiff("eval", str(run), "--probe", str(probe), "--n-per-class", "1", "--steps", "2")
+    r = viddiff("eval", str(run), "--probe", str(probe), "--n-per-class", "1", "--steps", "2",
+                "--fvd-protocol", "msh101-dense-v1")
     assert r.returncode == 0, r.stderr
+    assert "fvd_reliable" in r.stderr and "--n-per-class" in r.stderr   # says how to fix it
     report = json.loads((run / "eval.json").read_text())
     assert 0.0 <= report["probe_accuracy"] <= 1.0 and report["num_classes"] == 4
     # the stable keys: accuracy in the run's classes, the real-clip ceiling, object checks
@@ -70,6 +72,8 @@ def test_tiny_train_sample_eval_end_to_end(tmp_path):
         assert key in report, key
     assert report["probe_accuracy_in_run_classes"] >= report["probe_accuracy"]
     assert report["fvd_n_fake"] == 4 and report["fvd_reliable"] is False
+    # the dense protocol's 20 real clips per class (4 classes), rendered at the run's size
+    assert report["fvd_n_real"] == 80 and report["fvd_protocol"].startswith("msh101-dense-v1@")
     assert (run / "eval.png").stat().st_size > 100          # contact sheet of the samples
     r = viddiff("eval", "msh-nope")
     assert r.returncode == 1 and "Pretrained generators" in r.stderr

@@ -182,6 +182,18 @@ def test_protocol_is_named_deterministic_and_from_the_test_split():
         get_protocol("msh101-v0")
 
 
+def test_dense_protocol_extends_v1_for_reliable_few_class_distances():
+    """20 clips per class, v1's 10 among them: an 8-class model gets 160 real clips, more
+    than the probe's 128 feature dimensions, where v1 gives 80 (a singular covariance)."""
+    eight = list(range(0, 80, 10))
+    v1, dense = protocol_clips("msh101-v1", eight), protocol_clips("msh101-dense-v1", eight)
+    assert len(v1) == 80 and len(dense) == 160 > 128
+    assert set(v1) < set(dense)                     # same seed: v1's clips are the first 10
+    assert all(sum(lab == k for _, lab in dense) == 20 for k in eight)
+    rest = get_protocol("msh101-dense-v1")
+    assert (rest.split, rest.fold, rest.seed, rest.frames, rest.size) == ("test", 1, 0, 16, 64)
+
+
 def test_evaluate_samples_report_and_real_vs_real():
     tiny = EvalProtocol("tiny-test", n_per_class=6, frames=4, size=16)
     probe = _probe(dim=16)

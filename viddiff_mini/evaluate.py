@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from viddiff_mini.metrics.fvd import PROTOCOLS
 from viddiff_mini.metrics.probe import (
     DEFAULT_PROBE,
     load_probe,
@@ -49,7 +50,8 @@ def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
                  probe_path: str | Path | None = None, batch: int = 64,
                  progress: bool = True, fvd: bool = True, controls: bool = True,
                  objects: bool = True, return_samples: bool = False,
-                 n_controls: int = 8, motion_guidance: float | None = None):
+                 n_controls: int = 8, motion_guidance: float | None = None,
+                 fvd_protocol: str = "msh101-v1"):
     """Sample ``n_per_class`` clips for every class of a run (a run folder or a pretrained
     name) and score them.
 
@@ -62,8 +64,9 @@ def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
     ``ae_mask_persistence`` too. ``objects``: motion direction against ground truth,
     colour drift and mask persistence (``metrics/objects.py``), each with its real-clip
     yardstick. ``fvd``: FVD-probe (flagged ``fvd_reliable: false`` when there are fewer
-    samples than feature dimensions) and the temporal metrics of ``metrics/fvd.py``.
-    ``controls``: for a run trained with ``--conditions`` other than the label, the
+    samples than feature dimensions) and the temporal metrics of ``metrics/fvd.py``, against
+    the real clips of ``fvd_protocol`` (``"msh101-dense-v1"``: 20 per class, enough for a
+    reliable distance over 8 classes). ``controls``: for a run trained with ``--conditions`` other than the label, the
     ground-truth control metrics of ``metrics/control.py`` on ``n_controls`` held-out clips
     spread over the run's classes (``motion_guidance``: a first-frame model's motion
     request sampled with its own nested scale in the motion report).
@@ -119,7 +122,8 @@ def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
     if fvd:
         from viddiff_mini.metrics.fvd import evaluate_samples
         report.update(evaluate_samples(samples, labels=global_labels, probe=probe,
-                                       frames=cfg.frames, size=cfg.size))
+                                       frames=cfg.frames, size=cfg.size,
+                                       protocol=fvd_protocol))
     if controls and cfg.conditions != ["label"]:
         from viddiff_mini.metrics.control import evaluate_controls
         ctrl = evaluate_controls(model, diffusion, cfg, n=n_controls, steps=steps,
@@ -154,6 +158,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-fvd", action="store_true",
                    help="skip FVD-probe and temporal metrics (they render 10 real clips per "
                         "class and estimate optical flow: slow on a CPU)")
+    p.add_argument("--fvd-protocol", default="msh101-v1", choices=sorted(PROTOCOLS),
+                   help="the real clips FVD-probe compares with (msh101-v1: 10 per class; "
+                        "msh101-dense-v1: 20 per class, so that a model of 8 or more classes "
+                        "gets more real clips than the probe's 128 feature dimensions)")
     p.add_argument("--no-controls", action="store_true", help="skip the control metrics")
     p.add_argument("--n-controls", type=int, default=8,
                    help="held-out clips the control metrics are measured on (control models)")
@@ -182,7 +190,8 @@ def main(args: argparse.Namespace) -> int:
                               batch=args.batch or 64, fvd=not args.no_fvd,
                               controls=not args.no_controls, return_samples=True,
                               n_controls=args.n_controls,
-                              motion_guidance=args.motion_guidance)
+                              motion_guidance=args.motion_guidance,
+                              fvd_protocol=args.fvd_protocol)
     except (FileNotFoundError, ValueError) as e:
         print(f"viddiff eval: {e}", file=sys.stderr)
         return 1
@@ -196,5 +205,10 @@ def main(args: argparse.Namespace) -> int:
     sheet = out.with_suffix(".png")
     save_contact_sheet(samples, sheet)
     print(format_table(report))
+    if report.get("fvd_reliable") is False:
+        print(f"note: fvd_probe from {report['fvd_n_real']} real clips and {report['fvd_n_fake']} "
+              f"samples for {report['fvd_feature_dim']}-dim features is biased (fvd_reliable "
+              f"false): compare it only with the same counts; more real clips per class: "
+              f"--fvd-protocol msh101-dense-v1, more samples: --n-per-class", file=sys.stderr)
     print(f"report: {out}; samples (one clip per row, every 2nd frame): {sheet}")
     return 0

@@ -444,6 +444,10 @@ class EvalProtocol:
 PROTOCOLS: dict[str, EvalProtocol] = {
     # 10 test clips (split 1: groups 1-7) of each of the 101 classes, 16 x 64 x 64.
     "msh101-v1": EvalProtocol("msh101-v1"),
+    # 20 per class, for a Frechet distance over a few classes: 10 per class gives 80 real
+    # clips for an 8-class model, fewer than the probe's 128 feature dimensions (a singular
+    # covariance); 20 gives 160. Same seed, so its first 10 clips of a class are v1's.
+    "msh101-dense-v1": EvalProtocol("msh101-dense-v1", n_per_class=20),
 }
 
 
