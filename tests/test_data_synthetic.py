@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import pytest
@@ -178,6 +179,20 @@ def test_virtual_moves_slow_and_move_a_straight_path_inside_the_frame():
     assert torch.equal(c["video"], plain["video"])
     with pytest.raises(ValueError, match="moves: expected one entry per clip"):
         S.render_batch(movers, frames=8, size=32, moves=[None])
+
+
+def test_straight_path_classes_are_the_movable_scenes():
+    """The pool's rule (train: which classes get move copies) and relocate's rule (movable:
+    which scenes it moves) agree: every test clip of a straight-path class is movable and
+    no clip of another class is."""
+    straight = S.straight_path_classes()
+    stem = lambda name: re.sub("(Square|Circle|Triangle|Diamond|Hexagon)$", "", name)  # noqa: E731
+    assert {stem(S.CLASS_NAMES[c]) for c in straight} == \
+        {"MoveLeft", "MoveRight", "MoveUp", "MoveDown", "MoveLeftFast", "MoveRightFast",
+         "SlideDiagonal"}
+    for label in range(S.NUM_CLASSES):
+        index = S.find_clip(label, split="test")
+        assert S.movable(S.make_scene(index)[0]) == (label in straight), S.CLASS_NAMES[label]
 
 
 def test_virtual_move_draws_are_fixed_per_copy():

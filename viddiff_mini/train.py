@@ -146,7 +146,7 @@ class ShapesSource:
         # moved copies show one image going several ways. A clip without a straight path
         # keeps its move copies as repeats of itself (class balance is unchanged).
         self.copies = cfg.virtual_pans + cfg.virtual_moves + 1
-        straight = {c for c, spec in enumerate(synthetic.CLASS_SPECS) if spec[1] == "linear"}
+        straight = synthetic.straight_path_classes()
         self.pool = [i * self.copies + (c if c <= cfg.virtual_pans or table[i][0] in straight
                                         else 0)
                      for i in clips for c in range(self.copies)]

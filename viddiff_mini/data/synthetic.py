@@ -589,11 +589,22 @@ def virtual_move(index: int, copy: int, seed: int = 0) -> tuple[float, float, fl
     return tuple(torch.rand(3, generator=g).tolist())
 
 
+def straight_path_classes() -> set[int]:
+    """Labels whose program is a straight, constant-velocity path (the Move* and
+    SlideDiagonal classes): the classes a virtual move (:func:`relocate`) is drawn for.
+    Whether a given scene of them can be moved is :func:`movable`'s call."""
+    return {label for label, spec in enumerate(CLASS_SPECS) if spec[1] == "linear"}
+
+
 def movable(scene: Scene) -> bool:
     """Whether :func:`relocate` may move this scene: one object on a straight,
-    constant-velocity path under a still camera (the Move* and SlideDiagonal classes)."""
-    if scene.present.sum() != 1 or not scene.present[0] or np.ptp(scene.camera, 0).any() \
-            or np.ptp(scene.zoom) > 0:
+    constant-velocity path, and nothing else changing (its size, angle, colour and
+    visibility, the camera, zoom and light): the scenes of :func:`straight_path_classes`.
+    A slowly drifting spinner or blinker is not one: moving it would teach a motion its
+    class does not have."""
+    still = [scene.radius[0], scene.angle[0], scene.colour[0], scene.visible[0], scene.camera,
+             scene.zoom, scene.light]
+    if scene.present.sum() != 1 or not scene.present[0] or any(np.ptp(a, 0).any() for a in still):
         return False
     c = scene.centre[0]
     step = np.diff(c, axis=0)
