@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from viddiff_mini.train import load_run
 from viddiff_mini.metrics.control import motion_request_report
+from viddiff_mini.train import load_run
 
 ROWS = {"camera_warp=False": dict(camera_warp=False),
         "default (camera_warp=True)": dict(),

@@ -154,7 +154,10 @@ def test_motion_guidance_nests_the_motion_request_inside_the_image(batch):
         return torch.zeros_like(x) + s.view(-1, 1, 1, 1, 1)
 
     x, t = torch.zeros(4, 3, 6, 16, 16), torch.full((4,), 0.5)
-    f = lambda c: linear(x, t, c)[:, 0, 0, 0, 0]
+
+    def f(c):
+        return linear(x, t, c)[:, 0, 0, 0, 0]
+
     motion = cond["vector"][:, ff].sum(1)                                   # M
     rest = f(cond) - motion                                                 # A
     out = C.ControlGuidance(linear, lay, 2.0, motion_guidance=8.0)(x, t, cond)[:, 0, 0, 0, 0]

@@ -147,7 +147,6 @@ def test_in_frame_request_scales_a_request_to_keep_the_object_inside():
     # hand-worked: a 5x5 square centred at (20, 16) in a 32x32 frame, 16 frames (15 steps)
     mask = torch.zeros(32, 32, dtype=torch.bool)
     mask[14:19, 18:23] = True
-    start = torch.tensor([20.0, 16.0])
     cases = [
         # right at 0.8 px/frame: right edge at 22, 1 px margin -> 8 px of room for 12 asked
         ((0.8, 0.0), (20.0, 16.0), (0.8 * 8 / 12, 0.0)),

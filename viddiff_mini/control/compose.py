@@ -64,8 +64,14 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .animate import (FIRST_FRAME_CHANNELS, MOTION_DIM, MOTION_SCALE, check_image, encode_motion,
-                      first_frame_maps)
+from .animate import (
+    FIRST_FRAME_CHANNELS,
+    MOTION_DIM,
+    MOTION_SCALE,
+    check_image,
+    encode_motion,
+    first_frame_maps,
+)
 from .attributes import ATTRIBUTE_COLORS, attribute_dim, encode_attributes
 from .style import STYLE_DIM, style_code
 from .trajectory import TrajectoryReport, check_trajectories, displacement_maps, trajectory_heatmaps
