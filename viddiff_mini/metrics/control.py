@@ -206,7 +206,6 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
     ``ae_gravity_rel_error``).
     """
     from viddiff_mini.control.compose import (
-        ControlGuidance,
         build_cond,
         make_layout,
         truth_batch_for_run_labels,
@@ -224,9 +223,7 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
         cond, lay = {"label": batch["label"]}, make_layout(["label"])
     else:
         cond, lay = build_cond(conds, batch, device, drop_p=0.0, return_layout=True)
-    net = model
-    if isinstance(guidance, dict):       # per-control scales: composable guidance
-        net, guidance = ControlGuidance(model, lay, guidance), None
+    net, guidance = guided_net(model, lay, guidance)
     g = torch.Generator(device="cpu").manual_seed(seed)
     x = sample_decoded(net, diffusion, cfg, cond, len(labels), steps, sampler, guidance, g,
                        device)
@@ -301,6 +298,19 @@ def evaluate_controls(model, diffusion, cfg, n: int = 8, steps: int = 20, seed: 
     return report
 
 
+def guided_net(model, layout, guidance, motion_guidance: float | None = None):
+    """``(net, scale)`` for :func:`sample_decoded`: the model with one classifier-free
+    guidance scale as it is, or, for per-control scales ``{control: scale}`` or a nested
+    motion scale, the model wrapped in
+    :class:`~viddiff_mini.control.compose.ControlGuidance` (which then owns the scales)."""
+    from viddiff_mini.control.compose import ControlGuidance
+
+    if isinstance(guidance, dict) or motion_guidance is not None:
+        return ControlGuidance(model, layout, 1.0 if guidance is None else guidance,
+                               motion_guidance), None
+    return model, guidance
+
+
 def sample_decoded(net, diffusion, cfg, cond: dict, n: int, steps: int, sampler: str,
                    guidance, generator, device, x0_hook=None) -> torch.Tensor:
     """``n`` clips ``(n, 3, t, h, w)`` on the CPU in [-1, 1]: a latent model's samples are
@@ -353,11 +363,7 @@ def motion_request_report(model, diffusion, cfg, n: int = 8, steps: int = 20, se
     the model trained on; see :func:`~viddiff_mini.control.compose.encode_values`).
     """
     from viddiff_mini.control.animate import encode_motion, measure_motion, motion_from_truth
-    from viddiff_mini.control.compose import (
-        ControlGuidance,
-        encode_values,
-        truth_batch_for_run_labels,
-    )
+    from viddiff_mini.control.compose import encode_values, truth_batch_for_run_labels
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
     guidance = cfg.sampling_guidance(guidance)
@@ -374,24 +380,17 @@ def motion_request_report(model, diffusion, cfg, n: int = 8, steps: int = 20, se
     tol = 0.5 * v.norm(dim=-1)                                       # (n,) "followed" radius
     colors = [c[0] for c in object_colors(truth)]
     still = torch.zeros_like(v)
-    out: dict = {}
-    split: dict = {"": [], "_against": []}
-    followed = []
-    inframe = in_frame_request(truth["trajectories"][:, 0, 0], truth["masks"][:, 0, 0], -v,
-                               cfg.frames, cfg.size)
-    requests = (("object", "", still, v), ("camera", "", v, still),
-                ("object", "_against", still, -v), ("camera", "_against", -v, still),
-                ("object", "_against_inframe", still, inframe))
-    for ask, tag, cam, obj in requests:
+
+    def animate(cam: torch.Tensor, obj: torch.Tensor):
+        """Animate the n first frames asking camera ``cam`` and object ``obj`` (n, 2)
+        px/frame; returns the measured (camera, object) motion, (n, 2) each (object NaN
+        where its colour is not found)."""
         motion = torch.stack([encode_motion(camera=c.tolist(), obj=o.tolist())
                               for c, o in zip(cam, obj)])
         cond, lay = encode_values({"first_frame": (batch["video"][:, :, 0], motion.to(device))},
                                   cfg.conditions, n, cfg.frames, cfg.size, device,
                                   camera_warp=camera_warp)
-        net, scale = model, guidance
-        if isinstance(guidance, dict) or motion_guidance is not None:
-            net, scale = ControlGuidance(model, lay, 1.0 if guidance is None else guidance,
-                                         motion_guidance), None
+        net, scale = guided_net(model, lay, guidance, motion_guidance)
         g = torch.Generator(device="cpu").manual_seed(seed)
         x = sample_decoded(net, diffusion, cfg, cond, n, steps, sampler, scale, g, device)
         got_cam, got_obj = [], []
@@ -401,24 +400,35 @@ def motion_request_report(model, diffusion, cfg, n: int = 8, steps: int = 20, se
             m = measure_motion(x[i], masks=None if fg is None or not fg.any() else fg[None])
             got_cam.append(m["camera"])
             got_obj.append(m["object"] if m["object"] is not None else (float("nan"),) * 2)
-        got_cam, got_obj = torch.tensor(got_cam), torch.tensor(got_obj)
+        return torch.tensor(got_cam), torch.tensor(got_obj)
+
+    out: dict = {}
+    split: dict = {"": [], "_against": []}
+    followed = []
+    for ask, tag, cam, obj in (("object", "", still, v), ("camera", "", v, still),
+                               ("object", "_against", still, -v),
+                               ("camera", "_against", -v, still)):
+        got_cam, got_obj = animate(cam, obj)
         err_cam, err_obj = (got_cam - cam).norm(dim=-1), (got_obj - obj).norm(dim=-1)
-        if tag == "_against_inframe":
-            tol_in = 0.5 * obj.norm(dim=-1)
-            right_way = torch.nn.functional.cosine_similarity(got_obj, obj, dim=-1) > 0.7
-            out.update({
-                "against_inframe_object_request_object_err_px": _nanmean(err_obj.tolist()),
-                "against_inframe_object_request_camera_err_px": _nanmean(err_cam.tolist()),
-                "against_inframe_followed_acc": float(((err_cam < tol_in) & (err_obj < tol_in))
-                                                      .float().mean()),
-                "against_inframe_direction_acc": float(right_way.float().mean()),
-                "against_inframe_speed_px": float(obj.norm(dim=-1).mean())})
-            continue
         split[tag].append((got_cam.norm(dim=-1) > got_obj.norm(dim=-1)) == (ask == "camera"))
         followed.append((err_cam < tol) & (err_obj < tol))           # NaN object: not followed
         prefix = "against_" if tag else ""
         out[f"{prefix}{ask}_request_camera_err_px"] = _nanmean(err_cam.tolist())
         out[f"{prefix}{ask}_request_object_err_px"] = _nanmean(err_obj.tolist())
+    # the fifth request: against the image, scaled so that the object stays in frame
+    obj = in_frame_request(truth["trajectories"][:, 0, 0], truth["masks"][:, 0, 0], -v,
+                           cfg.frames, cfg.size)
+    got_cam, got_obj = animate(still, obj)
+    err_cam, err_obj = got_cam.norm(dim=-1), (got_obj - obj).norm(dim=-1)
+    tol_in = 0.5 * obj.norm(dim=-1)
+    right_way = torch.nn.functional.cosine_similarity(got_obj, obj, dim=-1) > 0.7
+    out.update({
+        "against_inframe_object_request_object_err_px": _nanmean(err_obj.tolist()),
+        "against_inframe_object_request_camera_err_px": _nanmean(err_cam.tolist()),
+        "against_inframe_followed_acc": float(((err_cam < tol_in) & (err_obj < tol_in))
+                                              .float().mean()),
+        "against_inframe_direction_acc": float(right_way.float().mean()),
+        "against_inframe_speed_px": float(obj.norm(dim=-1).mean())})
     real_split, real_followed = [], []
     for group, is_cam in ((movers, False), (pans, True)):
         if not group:
