@@ -64,10 +64,10 @@ def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
     ``ae_mask_persistence`` too. ``objects``: motion direction against ground truth,
     colour drift and mask persistence (``metrics/objects.py``), each with its real-clip
     yardstick. ``fvd``: FVD-probe (flagged ``fvd_reliable: false`` when there are fewer
-    samples than feature dimensions) and the temporal metrics of ``metrics/fvd.py``, against
-    the real clips of ``fvd_protocol`` (``"msh101-dense-v1"``: 20 per class, enough for a
-    reliable distance over 8 classes). ``controls``: for a run trained with ``--conditions`` other than the label, the
-    ground-truth control metrics of ``metrics/control.py`` on ``n_controls`` held-out clips
+    real clips or samples than feature dimensions) and the temporal metrics of
+    ``metrics/fvd.py``, against the real clips of ``fvd_protocol`` (``"msh101-dense-v1"``:
+    20 per class, enough for a reliable distance over 8 classes). ``controls``: for a run
+    trained with ``--conditions`` other than the label, the ground-truth control metrics of ``metrics/control.py`` on ``n_controls`` held-out clips
     spread over the run's classes (``motion_guidance``: a first-frame model's motion
     request sampled with its own nested scale in the motion report).
     """
@@ -156,8 +156,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe", help=f"probe weights (default {DEFAULT_PROBE})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-fvd", action="store_true",
-                   help="skip FVD-probe and temporal metrics (they render 10 real clips per "
-                        "class and estimate optical flow: slow on a CPU)")
+                   help="skip FVD-probe and temporal metrics (they render the protocol's real "
+                        "clips and estimate optical flow: slow on a CPU)")
     p.add_argument("--fvd-protocol", default="msh101-v1", choices=sorted(PROTOCOLS),
                    help="the real clips FVD-probe compares with (msh101-v1: 10 per class; "
                         "msh101-dense-v1: 20 per class, so that a model of 8 or more classes "
