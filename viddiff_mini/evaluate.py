@@ -67,9 +67,10 @@ def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
     real clips or samples than feature dimensions) and the temporal metrics of
     ``metrics/fvd.py``, against the real clips of ``fvd_protocol`` (``"msh101-dense-v1"``:
     20 per class, enough for a reliable distance over 8 classes). ``controls``: for a run
-    trained with ``--conditions`` other than the label, the ground-truth control metrics of ``metrics/control.py`` on ``n_controls`` held-out clips
-    spread over the run's classes (``motion_guidance``: a first-frame model's motion
-    request sampled with its own nested scale in the motion report).
+    trained with ``--conditions`` other than the label, the ground-truth control metrics
+    of ``metrics/control.py`` on ``n_controls`` held-out clips spread over the run's
+    classes (``motion_guidance``: a first-frame model's motion request sampled with its
+    own nested scale in the motion report).
     """
     from viddiff_mini.train import load_run, sample_grid
 
