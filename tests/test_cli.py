@@ -61,6 +61,8 @@ def test_tiny_train_sample_eval_end_to_end(tmp_path):
                 "--fvd-protocol", "msh101-dense-v1")
     assert r.returncode == 0, r.stderr
     assert "fvd_reliable" in r.stderr and "--n-per-class" in r.stderr   # says how to fix it
+    # 4 samples for 128 dims: 33 per class; the densest protocol is already in use
+    assert "--n-per-class 33" in r.stderr and "--fvd-protocol" not in r.stderr
     report = json.loads((run / "eval.json").read_text())
     assert 0.0 <= report["probe_accuracy"] <= 1.0 and report["num_classes"] == 4
     # the stable keys: accuracy in the run's classes, the real-clip ceiling, object checks

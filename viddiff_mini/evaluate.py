@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from viddiff_mini.metrics.fvd import PROTOCOLS
+from viddiff_mini.metrics.fvd import PROTOCOLS, evaluate_samples
 from viddiff_mini.metrics.probe import (
     DEFAULT_PROBE,
     load_probe,
@@ -121,7 +121,6 @@ def evaluate_run(run: str | Path, n_per_class: int = 4, steps: int = 50,
             from viddiff_mini.metrics.objects import persistence_report
             report.update({f"ae_{k}": v for k, v in persistence_report(rec).items()})
     if fvd:
-        from viddiff_mini.metrics.fvd import evaluate_samples
         report.update(evaluate_samples(samples, labels=global_labels, probe=probe,
                                        frames=cfg.frames, size=cfg.size,
                                        protocol=fvd_protocol))
@@ -143,6 +142,25 @@ def format_table(report: dict) -> str:
         lines.append(f"{k.ljust(width)}  {v:.4f}" if isinstance(v, float)
                      else f"{k.ljust(width)}  {v}")
     return "\n".join(lines)
+
+
+def fvd_advice(report: dict, protocol: str) -> str:
+    """Why an ``fvd_reliable: false`` report is biased, and the option that fixes each short
+    side: the samples (``--n-per-class``) and the real clips (the protocol with the most
+    clips per class, when it has more than ``protocol``)."""
+    dim, classes = report["fvd_feature_dim"], report["fvd_classes"]
+    fixes = []
+    if report["fvd_n_fake"] <= dim:
+        fixes.append(f"more samples: --n-per-class {-(-(dim + 1) // classes)}")
+    if report["fvd_n_real"] <= dim:
+        densest = max(PROTOCOLS.values(), key=lambda p: p.n_per_class)
+        fixes.append(f"more real clips per class: --fvd-protocol {densest.name}"
+                     if densest.n_per_class > PROTOCOLS[protocol].n_per_class else
+                     f"no protocol has more than {densest.n_per_class} real clips per class "
+                     f"for these {classes} classes")
+    return (f"fvd_probe from {report['fvd_n_real']} real clips and {report['fvd_n_fake']} samples "
+            f"for {dim}-dim features is biased (fvd_reliable false): compare it only with the "
+            f"same counts; " + "; ".join(fixes))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -207,9 +225,6 @@ def main(args: argparse.Namespace) -> int:
     save_contact_sheet(samples, sheet)
     print(format_table(report))
     if report.get("fvd_reliable") is False:
-        print(f"note: fvd_probe from {report['fvd_n_real']} real clips and {report['fvd_n_fake']} "
-              f"samples for {report['fvd_feature_dim']}-dim features is biased (fvd_reliable "
-              f"false): compare it only with the same counts; more real clips per class: "
-              f"--fvd-protocol msh101-dense-v1, more samples: --n-per-class", file=sys.stderr)
+        print(f"note: {fvd_advice(report, args.fvd_protocol)}", file=sys.stderr)
     print(f"report: {out}; samples (one clip per row, every 2nd frame): {sheet}")
     return 0
