@@ -15,6 +15,7 @@ import argparse
 import json
 import platform
 import time
+from pathlib import Path
 
 import torch
 
@@ -33,11 +34,15 @@ def main() -> None:
     p.add_argument("--name", default="msh-first-frame", help="a first-frame generator or run folder")
     p.add_argument("--n", type=int, default=32, help="held-out Move images")
     p.add_argument("--steps", type=int, default=25, help="DDIM steps")
-    p.add_argument("--out", help="default: results/first-frame-motion-requests[-NAME suffix].json")
+    p.add_argument("--out", help="default: RUN/first-frame-motion-requests.json for a run "
+                                 "folder, results/first-frame-motion-requests[-suffix].json for "
+                                 "msh-first-frame[-suffix]")
     args = p.parse_args()
     model, diffusion, cfg = load_run(args.name)
-    suffix = args.name.removeprefix("msh-first-frame") if args.name.startswith("msh-") else ""
-    args.out = args.out or f"results/first-frame-motion-requests{suffix}.json"
+    if args.out is None:   # a run's report stays with the run: never over a shipped result
+        args.out = str(Path(args.name) / "first-frame-motion-requests.json") \
+            if Path(args.name).is_dir() else \
+            f"results/first-frame-motion-requests{args.name.removeprefix('msh-first-frame')}.json"
     results = {}
     for name, kw in ROWS.items():
         t0 = time.time()
