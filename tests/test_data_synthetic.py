@@ -186,7 +186,9 @@ def test_straight_path_classes_are_the_movable_scenes():
     which scenes it moves) agree: every test clip of a straight-path class is movable and
     no clip of another class is."""
     straight = S.straight_path_classes()
-    stem = lambda name: re.sub("(Square|Circle|Triangle|Diamond|Hexagon)$", "", name)  # noqa: E731
+    def stem(name):
+        return re.sub("(Square|Circle|Triangle|Diamond|Hexagon)$", "", name)
+
     assert {stem(S.CLASS_NAMES[c]) for c in straight} == \
         {"MoveLeft", "MoveRight", "MoveUp", "MoveDown", "MoveLeftFast", "MoveRightFast",
          "SlideDiagonal"}
